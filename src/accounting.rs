@@ -1,0 +1,326 @@
+//! The TigerBeetle model of an event, as pure functions: no IO here.
+//!
+//! Every *resource* (each ticket class, and the goodie pool) has three accounts on the event's
+//! ledger:
+//!
+//! ```text
+//!   Operator ──funding (capacity)──▶ Budget ──hold / post / book-now──▶ Spent
+//!                                    (debits must not exceed credits)
+//! ```
+//!
+//! * Funding moves `capacity` units Operator → Budget once (deterministic ids: a restart funds
+//!   nothing twice; a raised capacity funds only the difference).
+//! * A checkout places a *pending* transfer Budget → Spent of 1 unit with a timeout: the hold.
+//!   Because Budget may not be debited beyond its credits, TigerBeetle refuses the hold that would
+//!   oversell (`exceeds_credits`). Overselling is impossible by construction.
+//! * A payment posts the hold (or voids it); an expired hold returns to Budget by itself.
+//!
+//! Balances read back as inventory: Budget credits = capacity, Spent credits_posted = sold,
+//! Spent credits_pending = held.
+
+use sha2::{Digest, Sha256};
+use tigerbeetle_unofficial as tb;
+use tb::{account, transfer, Account, Transfer};
+
+/// The largest batch TigerBeetle accepts in one `create_transfers` request:
+/// (message_size_max 1 MiB - 256 B header) / 128 B per transfer.
+pub const BATCH_TRANSFERS_MAX: usize = 8189;
+
+/// Account kinds, also used as the account `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum AccountKind {
+    Operator = 1,
+    Budget = 2,
+    Spent = 3,
+}
+
+/// Transfer codes: why units moved.
+pub mod code {
+    pub const FUNDING: u16 = 1;
+    pub const HOLD: u16 = 2;
+    pub const BOOK_NOW: u16 = 3;
+}
+
+/// What is sold: a ticket class (by its id, at most 8 bytes) or the goodie pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Resource {
+    key: u64,
+}
+
+impl Resource {
+    /// The goodie pool. `~` is not allowed in class ids, so this key never collides with one.
+    pub const GOODIES: Resource = Resource { key: u64::from_be_bytes(*b"~goodies") };
+
+    pub fn class(class_id: &str) -> Resource {
+        let bytes = class_id.as_bytes();
+        assert!(
+            crate::config::is_valid_class_id(class_id),
+            "class id {class_id:?} must be validated by config"
+        );
+        let mut key = [0u8; 8];
+        key[..bytes.len()].copy_from_slice(bytes);
+        Resource { key: u64::from_be_bytes(key) }
+    }
+
+    pub fn key(self) -> u64 {
+        self.key
+    }
+}
+
+/// The deterministic id of a resource's account: `ledger << 96 | kind << 64 | resource key`.
+pub fn account_id(ledger: u32, resource: Resource, kind: AccountKind) -> u128 {
+    assert!(ledger != 0);
+    let id = (u128::from(ledger) << 96) | (u128::from(kind as u16) << 64) | u128::from(resource.key);
+    assert!(id != 0 && id != u128::MAX);
+    id
+}
+
+/// The three accounts of a resource, ready for `create_accounts` (`exists` is success).
+pub fn resource_accounts(ledger: u32, resource: Resource) -> [Account; 3] {
+    let make = |kind: AccountKind| {
+        Account::new(account_id(ledger, resource, kind), ledger, kind as u16)
+            .with_user_data_64(resource.key)
+    };
+    [
+        make(AccountKind::Operator),
+        make(AccountKind::Budget).with_flags(account::Flags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+        make(AccountKind::Spent),
+    ]
+}
+
+/// Derives a 128-bit id from a tag and parts, so that ids of follow-up transfers are functions of
+/// what they follow: a retried or concurrent request derives the same id, and TigerBeetle answers
+/// `exists` instead of moving units twice.
+fn derive_id(tag: &[u8], parts: &[u128]) -> u128 {
+    let mut hasher = Sha256::new();
+    hasher.update(b"tigerfans/");
+    hasher.update(tag);
+    for part in parts {
+        hasher.update(part.to_le_bytes());
+    }
+    let digest = hasher.finalize();
+    let id = u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"));
+    // 0 and u128::MAX are reserved by TigerBeetle; a hash hitting them is astronomically unlikely.
+    assert!(id != 0 && id != u128::MAX);
+    id
+}
+
+/// How many units must be added so that Budget's funding equals `capacity`.
+/// `None` when already funded at least that much (lowering a capacity is not supported: units
+/// may already be sold; it is reported, not applied).
+pub fn funding_needed(funded: u128, capacity: u64) -> Option<u128> {
+    let capacity = u128::from(capacity);
+    (funded < capacity).then(|| capacity - funded)
+}
+
+/// The funding transfer that raises a resource's Budget from `funded` to `capacity`.
+/// Its id depends on both, so two processes starting with the same config fund once.
+pub fn funding_transfer(ledger: u32, resource: Resource, funded: u128, capacity: u64) -> Option<Transfer> {
+    let amount = funding_needed(funded, capacity)?;
+    let id = derive_id(b"fund", &[u128::from(ledger), u128::from(resource.key), funded, u128::from(capacity)]);
+    Some(
+        Transfer::new(id)
+            .with_debit_account_id(account_id(ledger, resource, AccountKind::Operator))
+            .with_credit_account_id(account_id(ledger, resource, AccountKind::Budget))
+            .with_amount(amount)
+            .with_ledger(ledger)
+            .with_code(code::FUNDING),
+    )
+}
+
+/// A hold: a pending transfer of one unit Budget → Spent that expires after `timeout_s`.
+/// `order_id` is kept in `user_data_128` so the ledger can be audited against the store.
+pub fn hold(ledger: u32, resource: Resource, hold_id: u128, order_id: u128, timeout_s: u32) -> Transfer {
+    assert!(hold_id != 0 && hold_id != u128::MAX);
+    assert!(timeout_s > 0);
+    Transfer::new(hold_id)
+        .with_debit_account_id(account_id(ledger, resource, AccountKind::Budget))
+        .with_credit_account_id(account_id(ledger, resource, AccountKind::Spent))
+        .with_amount(1)
+        .with_ledger(ledger)
+        .with_code(code::HOLD)
+        .with_user_data_128(order_id)
+        .with_flags(transfer::Flags::PENDING)
+        .with_timeout(timeout_s)
+}
+
+pub fn post_id(hold_id: u128) -> u128 {
+    derive_id(b"post", &[hold_id])
+}
+
+pub fn void_id(hold_id: u128) -> u128 {
+    derive_id(b"void", &[hold_id])
+}
+
+pub fn book_now_id(hold_id: u128) -> u128 {
+    derive_id(b"book", &[hold_id])
+}
+
+/// Posts a hold. Its id derives from the hold's, so it can only ever post once.
+pub fn post(hold_id: u128) -> Transfer {
+    Transfer::new(post_id(hold_id))
+        .with_pending_id(hold_id)
+        .with_amount(1)
+        .with_flags(transfer::Flags::POST_PENDING_TRANSFER)
+}
+
+/// Voids a hold: its unit returns to Budget at once.
+pub fn void(hold_id: u128) -> Transfer {
+    Transfer::new(void_id(hold_id))
+        .with_pending_id(hold_id)
+        .with_amount(1)
+        .with_flags(transfer::Flags::VOID_PENDING_TRANSFER)
+}
+
+/// A paid order whose hold expired books its unit directly, if Budget still has one.
+pub fn book_now(ledger: u32, resource: Resource, hold_id: u128, order_id: u128) -> Transfer {
+    Transfer::new(book_now_id(hold_id))
+        .with_debit_account_id(account_id(ledger, resource, AccountKind::Budget))
+        .with_credit_account_id(account_id(ledger, resource, AccountKind::Spent))
+        .with_amount(1)
+        .with_ledger(ledger)
+        .with_code(code::BOOK_NOW)
+        .with_user_data_128(order_id)
+}
+
+/// The result of one transfer, as far as the application cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferResult {
+    Created,
+    /// The same transfer was created before: an idempotent success.
+    Exists,
+    /// Budget has no unit left: sold out.
+    ExceedsCredits,
+    /// A previous attempt with this id failed transiently (e.g. sold out): same answer again.
+    IdAlreadyFailed,
+    PendingExpired,
+    PendingAlreadyPosted,
+    PendingAlreadyVoided,
+    PendingNotFound,
+    /// Anything else is a programmer error or a corrupted request: carries TigerBeetle's code.
+    Other(u32),
+}
+
+impl TransferResult {
+    /// Maps a `create_transfers` result code (0 = ok) from TigerBeetle's C ABI.
+    pub fn from_code(code: u32) -> TransferResult {
+        match code {
+            0 => TransferResult::Created,
+            46 => TransferResult::Exists,
+            54 => TransferResult::ExceedsCredits,
+            68 => TransferResult::IdAlreadyFailed,
+            35 => TransferResult::PendingExpired,
+            33 => TransferResult::PendingAlreadyPosted,
+            34 => TransferResult::PendingAlreadyVoided,
+            25 => TransferResult::PendingNotFound,
+            other => TransferResult::Other(other),
+        }
+    }
+
+    /// Created now or before: the units moved exactly once.
+    pub fn is_success(self) -> bool {
+        matches!(self, TransferResult::Created | TransferResult::Exists)
+    }
+}
+
+/// What a resource's balances say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Inventory {
+    pub capacity: u64,
+    pub sold: u64,
+    pub active_holds: u64,
+    pub available: u64,
+}
+
+/// Reads inventory off a resource's Budget and Spent accounts.
+pub fn inventory(budget: &Account, spent: &Account) -> Inventory {
+    let narrow = |v: u128| u64::try_from(v).expect("unit balances fit in u64 (CAPACITY_MAX)");
+    let capacity = narrow(budget.credits_posted());
+    let sold = narrow(spent.credits_posted());
+    let held = narrow(spent.credits_pending());
+    // Double entry: what Budget gave is what Spent received.
+    assert_eq!(budget.debits_posted(), spent.credits_posted());
+    assert_eq!(budget.debits_pending(), spent.credits_pending());
+    assert!(sold + held <= capacity, "debits exceed credits on a Budget account");
+    Inventory { capacity, sold, active_holds: held, available: capacity - sold - held }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids_are_deterministic_and_distinct() {
+        let a = Resource::class("A");
+        let b = Resource::class("B");
+        let mut ids = Vec::new();
+        for ledger in [1, 2] {
+            for resource in [a, b, Resource::GOODIES] {
+                for kind in [AccountKind::Operator, AccountKind::Budget, AccountKind::Spent] {
+                    ids.push(account_id(ledger, resource, kind));
+                }
+            }
+        }
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+        assert_eq!(account_id(1, a, AccountKind::Budget), account_id(1, Resource::class("A"), AccountKind::Budget));
+    }
+
+    #[test]
+    fn budget_forbids_overdraft() {
+        let [operator, budget, spent] = resource_accounts(3, Resource::class("A"));
+        assert!(operator.flags().is_empty());
+        assert!(budget.flags().contains(account::Flags::DEBITS_MUST_NOT_EXCEED_CREDITS));
+        assert!(spent.flags().is_empty());
+        assert_eq!(budget.code(), AccountKind::Budget as u16);
+    }
+
+    #[test]
+    fn funding_covers_only_the_difference() {
+        let r = Resource::class("A");
+        assert_eq!(funding_needed(0, 50), Some(50));
+        assert_eq!(funding_needed(50, 80), Some(30));
+        assert_eq!(funding_needed(80, 80), None);
+        assert_eq!(funding_needed(80, 50), None);
+        let first = funding_transfer(1, r, 0, 50).unwrap();
+        assert_eq!(first.amount(), 50);
+        assert_eq!(first.id(), funding_transfer(1, r, 0, 50).unwrap().id());
+        let raise = funding_transfer(1, r, 50, 80).unwrap();
+        assert_eq!(raise.amount(), 30);
+        assert_ne!(raise.id(), first.id());
+    }
+
+    #[test]
+    fn follow_up_ids_derive_from_the_hold() {
+        let hold_id = 42;
+        assert_eq!(post(hold_id).id(), post(hold_id).id());
+        assert_ne!(post_id(hold_id), void_id(hold_id));
+        assert_ne!(post_id(hold_id), book_now_id(hold_id));
+        assert_ne!(post_id(hold_id), post_id(43));
+        let p = post(hold_id);
+        assert_eq!(p.pending_id(), hold_id);
+        assert!(p.flags().contains(transfer::Flags::POST_PENDING_TRANSFER));
+        let v = void(hold_id);
+        assert!(v.flags().contains(transfer::Flags::VOID_PENDING_TRANSFER));
+    }
+
+    #[test]
+    fn hold_is_pending_with_timeout() {
+        let h = hold(1, Resource::GOODIES, 7, 9, 300);
+        assert!(h.flags().contains(transfer::Flags::PENDING));
+        assert_eq!(h.timeout(), 300);
+        assert_eq!(h.user_data_128(), 9);
+        assert_eq!(h.debit_account_id(), account_id(1, Resource::GOODIES, AccountKind::Budget));
+    }
+
+    #[test]
+    fn result_codes_map() {
+        assert!(TransferResult::from_code(0).is_success());
+        assert!(TransferResult::from_code(46).is_success());
+        assert_eq!(TransferResult::from_code(54), TransferResult::ExceedsCredits);
+        assert_eq!(TransferResult::from_code(5), TransferResult::Other(5));
+    }
+}

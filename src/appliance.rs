@@ -1,0 +1,136 @@
+//! Wiring and lifecycle of a running server: replica (or external cluster), ledger, store,
+//! batcher, sweeper, HTTP; and the orderly shutdown in reverse.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::batcher::{Batcher, BatcherOptions};
+use crate::config::Config;
+use crate::flow::App;
+use crate::http::{self, HttpLimits};
+use crate::ledger::{self, Ledger};
+use crate::metrics::Metrics;
+use crate::replica::{ReplicaOptions, Supervisor};
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// An external replica or cluster; `None` runs a co-located replica (appliance mode).
+    pub tb_addresses: Option<String>,
+    pub tb_cluster: u128,
+    pub tigerbeetle_bin: PathBuf,
+    pub tb_cache_grid: String,
+    pub tb_timeout_ms: u64,
+    pub config: Config,
+    pub http: HttpLimits,
+    /// How often expired holds are looked for.
+    pub sweep_interval_ms: u64,
+}
+
+/// Orders expired per sweep at most; the next sweep takes the rest.
+pub const SWEEP_BATCH_MAX: usize = 4096;
+pub const STARTUP_TIMEOUT_MS: u64 = 60_000;
+
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("creating data dir {}", options.data_dir.display()))?;
+    let metrics = Arc::new(Metrics::default());
+
+    // 1. TigerBeetle: ours, or the operator's cluster.
+    let (supervisor, addresses) = match &options.tb_addresses {
+        Some(addresses) => (None, addresses.clone()),
+        None => {
+            let replica = ReplicaOptions {
+                bin: options.tigerbeetle_bin.clone(),
+                data_file: options.data_dir.join("0_0.tigerbeetle"),
+                cache_grid: options.tb_cache_grid.clone(),
+                log_file: options.data_dir.join("tigerbeetle.log"),
+            };
+            let supervisor = tokio::task::spawn_blocking(move || Supervisor::start(replica)).await??;
+            let address = supervisor.address.to_string();
+            (Some(supervisor), address)
+        }
+    };
+    let result = run(options, metrics, &addresses).await;
+    if let Some(supervisor) = supervisor {
+        tokio::task::spawn_blocking(move || supervisor.stop()).await?;
+    }
+    result
+}
+
+async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> anyhow::Result<()> {
+    let ledger = Arc::new(Ledger::connect(options.tb_cluster, addresses)?);
+    tracing::info!(%addresses, ledger = options.config.ledger, "connecting to TigerBeetle");
+    ledger::within(Duration::from_millis(STARTUP_TIMEOUT_MS), "account setup", ledger.ensure_event(&options.config))
+        .await
+        .context("setting up the event's accounts")?;
+
+    // 2. The store and its group-commit writer.
+    let (store, writer) = Store::open(&options.data_dir.join("tigerfans.redb"), metrics.clone())?;
+
+    // 3. The batcher, the app, the sweeper.
+    let batcher = Batcher::spawn(ledger.clone(), BatcherOptions::default(), metrics.clone());
+    let app = Arc::new(App {
+        config: options.config.clone(),
+        ledger,
+        batcher,
+        store,
+        metrics,
+        tb_timeout: Duration::from_millis(options.tb_timeout_ms),
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep(app.clone(), options.sweep_interval_ms, shutdown_rx.clone()));
+
+    // 4. HTTP until a signal.
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    tracing::info!(url = %format!("http://{}", listener.local_addr()?), "tigerfans is serving");
+    let server = tokio::spawn(http::serve(app.clone(), listener, options.http, shutdown_rx));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    server.await??;
+    let _ = sweeper.await;
+
+    // 5. Everything acknowledged is committed already; flush what is still queued, then close.
+    let _ = app.store.flush().await;
+    drop(app);
+    tokio::task::spawn_blocking(move || writer.join()).await?;
+    tracing::info!("store closed");
+    Ok(())
+}
+
+async fn sweep(app: Arc<App>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match app.sweep_expired(SWEEP_BATCH_MAX).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(expired = n, "expired holds swept"),
+                    Err(e) => tracing::warn!(error = ?e, "expiry sweep failed"),
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

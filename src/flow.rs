@@ -1,0 +1,417 @@
+//! The use cases: checkout, payment event, expiry sweep, and the bare accounting path.
+//!
+//! Each composes the pure accounting model, the batcher (TigerBeetle) and the store (redb).
+//! Order of effects, and why it is safe after a crash at any point:
+//! * checkout: holds in TigerBeetle first, then the session and PENDING order in the store, then
+//!   the answer. A crash in between leaves holds nobody knows of; they expire by themselves.
+//! * payment: post/void in TigerBeetle (ids derived from the hold ids), then the order's final
+//!   state in the store, then the answer. A crash in between is healed by the provider's retry:
+//!   the same derived ids answer `exists` and the store catches up.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tigerbeetle_unofficial as tb;
+
+use crate::accounting::{self, Resource, TransferResult};
+use crate::batcher::{BatchError, Batcher};
+use crate::config::Config;
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::payment::{self, Event, EventType};
+use crate::store::{Order, OrderStatus, Outcome, Session, Store, StoreError, Write, WriteResult};
+
+/// Shared state of the running appliance; one per process.
+pub struct App {
+    pub config: Config,
+    pub ledger: Arc<Ledger>,
+    pub batcher: Batcher,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// How long a request waits for TigerBeetle before answering 503.
+    pub tb_timeout: Duration,
+}
+
+/// A use case's refusal, mapped one-to-one onto an HTTP status by `http`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowError {
+    BadRequest(String),
+    NotFound(String),
+    SoldOut { cls: String },
+    Unavailable(String),
+}
+
+impl From<BatchError> for FlowError {
+    fn from(e: BatchError) -> Self {
+        FlowError::Unavailable(e.to_string())
+    }
+}
+
+impl From<StoreError> for FlowError {
+    fn from(e: StoreError) -> Self {
+        FlowError::Unavailable(e.to_string())
+    }
+}
+
+fn store_read<T>(result: anyhow::Result<T>) -> Result<T, FlowError> {
+    result.map_err(|e| FlowError::Unavailable(format!("store read failed: {e:#}")))
+}
+
+pub struct CheckoutOk {
+    pub order_id: String,
+    pub psid: String,
+    pub amount: u64,
+    pub currency: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PaymentOk {
+    Applied(OrderStatus),
+    Replay,
+}
+
+/// Email addresses: syntactically valid per RFC 5322 (the `email_address` crate), with a dotted
+/// domain, as a checkout form would require.
+pub const EMAIL_LEN_MAX: usize = 254;
+
+pub fn is_valid_email(email: &str) -> bool {
+    email.len() <= EMAIL_LEN_MAX
+        && email_address::EmailAddress::parse_with_options(email, email_address::Options::default().without_display_text())
+            .map(|e| e.domain().contains('.') && !e.domain().starts_with('[') && !e.domain().ends_with('.'))
+            .unwrap_or(false)
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64
+}
+
+pub fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes
+}
+
+/// Payment session ids are capabilities (whoever has one can pay or cancel): 128 random bits.
+pub fn new_psid() -> String {
+    let mut s = String::with_capacity(35);
+    s.push_str("ps_");
+    for b in random_bytes::<16>() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// `TCK-` and 10 characters from an alphabet without look-alikes (0/O, 1/I): 50 random bits.
+pub fn new_ticket_code() -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut code = String::with_capacity(14);
+    code.push_str("TCK-");
+    for b in random_bytes::<10>() {
+        code.push(ALPHABET[(b & 31) as usize] as char);
+    }
+    code
+}
+
+pub fn format_order_id(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+fn parse_order_id(order_id: &str) -> Option<u128> {
+    (order_id.len() == 32).then(|| u128::from_str_radix(order_id, 16).ok()).flatten()
+}
+
+impl App {
+    async fn transfers(&self, transfers: Vec<tb::Transfer>) -> Result<Vec<TransferResult>, FlowError> {
+        match tokio::time::timeout(self.tb_timeout, self.batcher.submit(transfers)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(FlowError::Unavailable(format!(
+                "TigerBeetle did not answer within {} ms",
+                self.tb_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Places a ticket hold and a goodie hold, then records the session and its PENDING order.
+    pub async fn checkout(&self, cls: &str, email: &str) -> Result<CheckoutOk, FlowError> {
+        let class = self
+            .config
+            .class(cls)
+            .ok_or_else(|| FlowError::BadRequest(format!("unknown ticket class {cls:?}")))?;
+        if !is_valid_email(email) {
+            return Err(FlowError::BadRequest("invalid customer_email".into()));
+        }
+        let ledger = self.config.ledger;
+        let timeout_s = self.config.hold_timeout_s;
+        let order_num = tb::id();
+        let ticket_hold_id = tb::id();
+        let goodie_hold_id = tb::id();
+        let results = self
+            .transfers(vec![
+                accounting::hold(ledger, Resource::class(&class.id), ticket_hold_id, order_num, timeout_s),
+                accounting::hold(ledger, Resource::GOODIES, goodie_hold_id, order_num, timeout_s),
+            ])
+            .await?;
+        assert_eq!(results.len(), 2);
+        let goodie_held = results[1].is_success();
+        match results[0] {
+            r if r.is_success() => {}
+            TransferResult::ExceedsCredits => {
+                self.metrics.sold_out.add(1);
+                if goodie_held {
+                    // Give the goodie back now rather than at the hold's timeout. If this fails the
+                    // hold still expires on its own, so the sold-out answer stands either way.
+                    if let Err(e) = self.transfers(vec![accounting::void(goodie_hold_id)]).await {
+                        tracing::warn!(error = ?e, "voiding the goodie hold of a sold-out checkout");
+                    }
+                }
+                return Err(FlowError::SoldOut { cls: class.id.clone() });
+            }
+            other => {
+                tracing::error!(?other, "ticket hold refused");
+                return Err(FlowError::Unavailable(format!("ticket hold refused by TigerBeetle: {other:?}")));
+            }
+        }
+        if !goodie_held && results[1] != TransferResult::ExceedsCredits {
+            tracing::warn!(result = ?results[1], "goodie hold refused");
+        }
+
+        let created_at_ms = now_ms();
+        let order_id = format_order_id(order_num);
+        let psid = new_psid();
+        let session = Session {
+            psid: psid.clone(),
+            order_id: order_id.clone(),
+            cls: class.id.clone(),
+            email: email.to_string(),
+            amount: class.price_cents,
+            currency: self.config.currency.clone(),
+            ticket_hold_id,
+            goodie_hold_id: goodie_held.then_some(goodie_hold_id),
+            created_at_ms,
+            expires_at_ms: created_at_ms + u64::from(timeout_s) * 1000,
+        };
+        let order = Order {
+            order_id: order_id.clone(),
+            psid: psid.clone(),
+            status: OrderStatus::Pending,
+            cls: class.id.clone(),
+            qty: 1,
+            amount: class.price_cents,
+            currency: self.config.currency.clone(),
+            email: email.to_string(),
+            created_at_ms,
+            paid_at_ms: None,
+            ticket_code: None,
+            got_goodie: false,
+        };
+        self.store.write(Write::Checkout { session, order }).await?;
+        self.metrics.checkouts.add(1);
+        Ok(CheckoutOk { order_id, psid, amount: class.price_cents, currency: self.config.currency.clone() })
+    }
+
+    /// Verifies, then applies a payment provider's event. Idempotent per `idempotency_key`, and
+    /// per order: the first valid outcome is final.
+    pub async fn payment_event(&self, body: &[u8], signature: Option<&str>) -> Result<PaymentOk, FlowError> {
+        let signature = signature.ok_or_else(|| FlowError::BadRequest("missing x-mockpay-signature".into()))?;
+        if !payment::verify(self.config.webhook_secret.as_bytes(), body, signature) {
+            return Err(FlowError::BadRequest("invalid signature".into()));
+        }
+        let event: Event = serde_json::from_slice(body)
+            .map_err(|e| FlowError::BadRequest(format!("invalid event JSON: {e}")))?;
+        event
+            .check_lengths()
+            .map_err(|field| FlowError::BadRequest(format!("invalid event field {field}")))?;
+        self.metrics.payment_events.add(1);
+        if store_read(self.store.event_seen(&event.idempotency_key))? {
+            return Ok(PaymentOk::Replay);
+        }
+        let session = store_read(self.store.session(&event.payment_session_id))?
+            .ok_or_else(|| FlowError::NotFound("unknown payment session".into()))?;
+        if session.order_id != event.order_id {
+            return Err(FlowError::BadRequest("order_id does not match the payment session".into()));
+        }
+        if session.amount != event.amount || session.currency != event.currency {
+            return Err(FlowError::BadRequest("amount or currency does not match the payment session".into()));
+        }
+        let order = store_read(self.store.order(&session.order_id))?
+            .ok_or_else(|| FlowError::NotFound("unknown order".into()))?;
+
+        let outcome = if order.status.is_open() { self.settle(&session, event.kind).await? } else { None };
+        let write = Write::Payment { order_id: session.order_id.clone(), event_key: event.idempotency_key, outcome };
+        match self.store.write(write).await? {
+            WriteResult::Order(status) => Ok(PaymentOk::Applied(status)),
+            WriteResult::Replay => Ok(PaymentOk::Replay),
+            WriteResult::NotFound => Err(FlowError::NotFound("unknown order".into())),
+            other => unreachable!("payment write answered {other:?}"),
+        }
+    }
+
+    /// Moves the holds in TigerBeetle for a payment outcome. `None`: another event already
+    /// settled them the other way (it won the race; its write decides the order).
+    async fn settle(&self, session: &Session, kind: EventType) -> Result<Option<Outcome>, FlowError> {
+        let ticket = session.ticket_hold_id;
+        let goodie = session.goodie_hold_id;
+        match kind {
+            EventType::Succeeded => {
+                let mut transfers = vec![accounting::post(ticket)];
+                transfers.extend(goodie.map(accounting::post));
+                let results = self.transfers(transfers).await?;
+                let got_goodie = results
+                    .get(1)
+                    .is_some_and(|r| r.is_success() || *r == TransferResult::PendingAlreadyPosted);
+                let paid_at_ms = Some(now_ms());
+                let status = match results[0] {
+                    r if r.is_success() || r == TransferResult::PendingAlreadyPosted => OrderStatus::Paid,
+                    TransferResult::PendingAlreadyVoided => return Ok(None),
+                    TransferResult::PendingExpired => self.book_now(session).await?,
+                    other => {
+                        tracing::error!(?other, order_id = %session.order_id, "posting ticket hold");
+                        return Err(FlowError::Unavailable(format!("posting the hold refused: {other:?}")));
+                    }
+                };
+                let ticket_code = (status == OrderStatus::Paid).then(new_ticket_code);
+                Ok(Some(Outcome { status, paid_at_ms, ticket_code, got_goodie }))
+            }
+            EventType::Failed | EventType::Canceled => {
+                let mut transfers = vec![accounting::void(ticket)];
+                transfers.extend(goodie.map(accounting::void));
+                let results = self.transfers(transfers).await?;
+                match results[0] {
+                    r if r.is_success()
+                        || r == TransferResult::PendingAlreadyVoided
+                        || r == TransferResult::PendingExpired => {}
+                    TransferResult::PendingAlreadyPosted => return Ok(None),
+                    other => {
+                        tracing::error!(?other, order_id = %session.order_id, "voiding ticket hold");
+                        return Err(FlowError::Unavailable(format!("voiding the hold refused: {other:?}")));
+                    }
+                }
+                let status = if kind == EventType::Failed { OrderStatus::Failed } else { OrderStatus::Canceled };
+                Ok(Some(Outcome { status, paid_at_ms: None, ticket_code: None, got_goodie: false }))
+            }
+        }
+    }
+
+    /// The hold expired before the payment arrived: take a unit now if one is left.
+    async fn book_now(&self, session: &Session) -> Result<OrderStatus, FlowError> {
+        let order_num = parse_order_id(&session.order_id).expect("order ids are ours");
+        let transfer =
+            accounting::book_now(self.config.ledger, Resource::class(&session.cls), session.ticket_hold_id, order_num);
+        let results = self.transfers(vec![transfer]).await?;
+        match results[0] {
+            r if r.is_success() => Ok(OrderStatus::Paid),
+            TransferResult::ExceedsCredits | TransferResult::IdAlreadyFailed => Ok(OrderStatus::PaidUnfulfilled),
+            other => {
+                tracing::error!(?other, order_id = %session.order_id, "booking an expired hold");
+                Err(FlowError::Unavailable(format!("booking refused: {other:?}")))
+            }
+        }
+    }
+
+    /// MockPay's buttons: sign an event as the provider would and deliver it to the webhook
+    /// handler in-process (same verification, same idempotency).
+    pub async fn emit(&self, psid: &str, kind: EventType) -> Result<(Session, PaymentOk), FlowError> {
+        let session = store_read(self.store.session(psid))?
+            .ok_or_else(|| FlowError::NotFound("unknown payment session".into()))?;
+        let event = Event {
+            kind,
+            payment_session_id: session.psid.clone(),
+            order_id: session.order_id.clone(),
+            amount: session.amount,
+            currency: session.currency.clone(),
+            created_at: rfc3339_ms(now_ms()),
+            idempotency_key: format!("evt_{}", &new_psid()[3..]),
+        };
+        let body = serde_json::to_vec(&event).expect("events serialize");
+        let signature = payment::sign(self.config.webhook_secret.as_bytes(), &body);
+        let ok = self.payment_event(&body, Some(&signature)).await?;
+        Ok((session, ok))
+    }
+
+    /// Marks orders whose hold timed out as EXPIRED. TigerBeetle has already released (or is
+    /// about to release) their units; this only makes the store say so.
+    pub async fn sweep_expired(&self, limit: usize) -> Result<usize, FlowError> {
+        let due = store_read(self.store.due_expiries(now_ms(), limit))?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        match self.store.write(Write::Expire { due }).await? {
+            WriteResult::Expired(n) => {
+                self.metrics.expired.add(n as u64);
+                Ok(n)
+            }
+            other => unreachable!("expire write answered {other:?}"),
+        }
+    }
+
+    /// The accounting path alone (for benchmarks): a ticket hold and a goodie hold.
+    pub async fn reserve(&self, cls: Option<&str>) -> Result<(u128, Option<u128>), FlowError> {
+        let class = match cls {
+            Some(cls) => self.config.class(cls).ok_or_else(|| FlowError::BadRequest(format!("unknown ticket class {cls:?}")))?,
+            None => &self.config.classes[0],
+        };
+        let (ticket, goodie) = (tb::id(), tb::id());
+        let ledger = self.config.ledger;
+        let timeout_s = self.config.hold_timeout_s;
+        let results = self
+            .transfers(vec![
+                accounting::hold(ledger, Resource::class(&class.id), ticket, ticket, timeout_s),
+                accounting::hold(ledger, Resource::GOODIES, goodie, ticket, timeout_s),
+            ])
+            .await?;
+        match results[0] {
+            r if r.is_success() => Ok((ticket, results[1].is_success().then_some(goodie))),
+            TransferResult::ExceedsCredits => Err(FlowError::SoldOut { cls: class.id.clone() }),
+            other => Err(FlowError::Unavailable(format!("ticket hold refused: {other:?}"))),
+        }
+    }
+
+    /// Posts holds made by `reserve`. Returns each post's result name.
+    pub async fn commit(&self, ticket: u128, goodie: Option<u128>) -> Result<Vec<TransferResult>, FlowError> {
+        let mut transfers = vec![accounting::post(ticket)];
+        transfers.extend(goodie.map(accounting::post));
+        self.transfers(transfers).await
+    }
+
+    pub async fn inventory(&self) -> Result<(Vec<accounting::Inventory>, accounting::Inventory), FlowError> {
+        match tokio::time::timeout(self.tb_timeout, self.ledger.inventory(&self.config)).await {
+            Ok(Ok(inventory)) => Ok(inventory),
+            Ok(Err(e)) => Err(FlowError::Unavailable(format!("TigerBeetle lookup failed: {e:#}"))),
+            Err(_) => Err(FlowError::Unavailable(format!(
+                "TigerBeetle did not answer within {} ms",
+                self.tb_timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["x@y.z", "first.last+tag@example.co.uk"] {
+            assert!(is_valid_email(ok), "{ok}");
+        }
+        for bad in ["", "x", "x@y", "@y.z", "x@", "x y@z.w", "Name <x@y.z>", &format!("{}@y.z", "a".repeat(300))] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn codes_and_ids() {
+        let code = new_ticket_code();
+        assert_eq!(code.len(), 14);
+        assert!(code.starts_with("TCK-"));
+        assert_ne!(new_ticket_code(), new_ticket_code());
+        let psid = new_psid();
+        assert_eq!(psid.len(), 35);
+        assert_eq!(parse_order_id(&format_order_id(12345)), Some(12345));
+        assert_eq!(parse_order_id("zz"), None);
+    }
+}

@@ -1,0 +1,331 @@
+//! The router and handlers: parse and validate the request, call one use case in `flow`, encode
+//! its answer. No business logic lives here.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_LENGTH;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::response::{self, detail, flow_error, json, Body};
+use super::HttpLimits;
+use crate::flow::{self, App, FlowError, PaymentOk};
+use crate::payment::{EventType, SIGNATURE_HEADER};
+use crate::web;
+
+pub async fn handle(app: Arc<App>, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let response = route(&app, limits, request).await;
+    let metrics = &app.metrics;
+    metrics.http_requests.add(1);
+    metrics.http_request_us.observe(started.elapsed().as_micros() as u64);
+    match response.status().as_u16() {
+        400..=499 => metrics.http_errors_4xx.add(1),
+        500..=599 => metrics.http_errors_5xx.add(1),
+        _ => {}
+    }
+    response
+}
+
+fn method_not_allowed() -> Response<Body> {
+    detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+}
+
+async fn route(app: &Arc<App>, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = request.method().clone();
+    let get = method == Method::GET || method == Method::HEAD;
+    let post = method == Method::POST;
+    match segments.as_slice() {
+        [""] | ["index.html"] => if get { page("index.html") } else { method_not_allowed() },
+        ["demo", "checkout"] => if get { page("checkout.html") } else { method_not_allowed() },
+        ["demo", "success"] => if get { page("success.html") } else { method_not_allowed() },
+        ["mockpay", psid] => if get { mockpay_page(app, psid) } else { method_not_allowed() },
+        ["mockpay", psid, "emit"] => {
+            if post { emit(app, limits, psid, request).await } else { method_not_allowed() }
+        }
+        ["static", file] => if get { asset(file) } else { method_not_allowed() },
+        ["api", "checkout"] => if post { checkout(app, limits, request).await } else { method_not_allowed() },
+        ["payments", "webhook"] => if post { webhook(app, limits, request).await } else { method_not_allowed() },
+        ["api", "orders", order_id] => if get { order(app, order_id) } else { method_not_allowed() },
+        ["api", "sessions", psid] => if get { session(app, psid) } else { method_not_allowed() },
+        ["api", "inventory"] => if get { inventory(app).await } else { method_not_allowed() },
+        ["api", "accounting", "reserve"] => if get { reserve(app, request.uri().query()).await } else { method_not_allowed() },
+        ["api", "accounting", "commit"] => if get { commit(app, request.uri().query()).await } else { method_not_allowed() },
+        ["healthz"] => if get { healthz(app).await } else { method_not_allowed() },
+        ["metrics"] => if get { metrics(app) } else { method_not_allowed() },
+        _ => detail(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Reads a whole body within the size and time limits: 413 when too large (declared or actual,
+/// chunked included), 408 when too slow.
+async fn read_body(limits: &HttpLimits, request: Request<Incoming>) -> Result<(hyper::http::request::Parts, Bytes), Response<Body>> {
+    let too_large = || detail(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over {} bytes", limits.body_bytes_max));
+    if let Some(length) = request.headers().get(CONTENT_LENGTH) {
+        match length.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+            Some(length) if length > limits.body_bytes_max as u64 => return Err(too_large()),
+            Some(_) => {}
+            None => return Err(detail(StatusCode::BAD_REQUEST, "invalid content-length")),
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let collect = Limited::new(body, limits.body_bytes_max).collect();
+    match tokio::time::timeout(Duration::from_millis(limits.body_read_timeout_ms), collect).await {
+        Err(_) => Err(detail(StatusCode::REQUEST_TIMEOUT, "request body not received in time")),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(detail(StatusCode::BAD_REQUEST, &format!("could not read request body: {e}"))),
+        Ok(Ok(collected)) => Ok((parts, collected.to_bytes())),
+    }
+}
+
+fn page(name: &str) -> Response<Body> {
+    match web::get(name) {
+        Some((content, mime)) => response::bytes(StatusCode::OK, mime, content),
+        None => detail(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn asset(file: &str) -> Response<Body> {
+    if file.starts_with('.') || file.ends_with(".html") {
+        return detail(StatusCode::NOT_FOUND, "not found");
+    }
+    page(file)
+}
+
+fn mockpay_page(app: &App, psid: &str) -> Response<Body> {
+    match app.store.session(psid) {
+        Ok(Some(_)) => page("mockpay.html"),
+        Ok(None) => detail(StatusCode::NOT_FOUND, "unknown payment session"),
+        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct CheckoutRequest {
+    cls: String,
+    customer_email: String,
+}
+
+async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    let (_, body) = match read_body(limits, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let request: CheckoutRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return detail(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    match app.checkout(&request.cls, request.customer_email.trim()).await {
+        Ok(ok) => json(
+            StatusCode::OK,
+            &json!({
+                "order_id": ok.order_id,
+                "redirect_url": format!("/mockpay/{}", ok.psid),
+                "amount": ok.amount,
+                "currency": ok.currency,
+            }),
+        ),
+        Err(e) => flow_error(e),
+    }
+}
+
+async fn webhook(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = match read_body(limits, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let signature = parts.headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    match app.payment_event(&body, signature).await {
+        Ok(PaymentOk::Applied(status)) => json(StatusCode::OK, &json!({"ok": true, "order_status": status.as_str()})),
+        Ok(PaymentOk::Replay) => json(StatusCode::OK, &json!({"ok": true, "idempotent": true})),
+        Err(e) => flow_error(e),
+    }
+}
+
+async fn emit(app: &App, limits: &HttpLimits, psid: &str, request: Request<Incoming>) -> Response<Body> {
+    let (_, body) = match read_body(limits, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let kind = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "t")
+        .and_then(|(_, v)| EventType::from_button(&v));
+    let Some(kind) = kind else {
+        return detail(StatusCode::BAD_REQUEST, "form field t must be succeeded, failed or canceled");
+    };
+    match app.emit(psid, kind).await {
+        Ok((session, _)) => {
+            let order_id = &session.order_id;
+            response::see_other(&match kind {
+                EventType::Succeeded => format!("/demo/success?order_id={order_id}"),
+                EventType::Failed => format!("/demo/checkout?status=failed&order_id={order_id}"),
+                EventType::Canceled => format!("/demo/checkout?status=canceled&order_id={order_id}"),
+            })
+        }
+        Err(e) => flow_error(e),
+    }
+}
+
+fn order(app: &App, order_id: &str) -> Response<Body> {
+    match app.store.order(order_id) {
+        Ok(Some(order)) => json(
+            StatusCode::OK,
+            &json!({
+                "order_id": order.order_id,
+                "status": order.status.as_str(),
+                "cls": order.cls,
+                "qty": order.qty,
+                "amount": order.amount,
+                "currency": order.currency,
+                "paid_at": order.paid_at_ms.map(flow::rfc3339_ms),
+                "ticket_code": order.ticket_code,
+                "got_goodie": order.got_goodie,
+            }),
+        ),
+        Ok(None) => detail(StatusCode::NOT_FOUND, "unknown order"),
+        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+    }
+}
+
+/// What the MockPay page shows. The psid is the capability; the email is not exposed.
+fn session(app: &App, psid: &str) -> Response<Body> {
+    match app.store.session(psid) {
+        Ok(Some(session)) => {
+            let status = app.store.order(&session.order_id).ok().flatten().map(|o| o.status.as_str());
+            json(
+                StatusCode::OK,
+                &json!({
+                    "psid": session.psid,
+                    "order_id": session.order_id,
+                    "cls": session.cls,
+                    "amount": session.amount,
+                    "currency": session.currency,
+                    "expires_at": flow::rfc3339_ms(session.expires_at_ms),
+                    "expires_in_ms": session.expires_at_ms.saturating_sub(flow::now_ms()),
+                    "order_status": status,
+                }),
+            )
+        }
+        Ok(None) => detail(StatusCode::NOT_FOUND, "unknown payment session"),
+        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+    }
+}
+
+async fn inventory(app: &App) -> Response<Body> {
+    let (classes, goodies) = match app.inventory().await {
+        Ok(inventory) => inventory,
+        Err(e) => return flow_error(e),
+    };
+    let timestamp = flow::now_ms();
+    let mut out = serde_json::Map::new();
+    for (class, inv) in app.config.classes.iter().zip(classes) {
+        out.insert(
+            class.id.clone(),
+            json!({
+                "name": class.name,
+                "price": class.price_cents,
+                "capacity": inv.capacity,
+                "sold": inv.sold,
+                "active_holds": inv.active_holds,
+                "available": inv.available,
+                "sold_out": inv.available == 0,
+                "timestamp": timestamp,
+            }),
+        );
+    }
+    out.insert(
+        "goodies".into(),
+        json!({
+            "limit": goodies.capacity,
+            "used": goodies.sold,
+            "active_holds": goodies.active_holds,
+            "available": goodies.available,
+            "timestamp": timestamp,
+        }),
+    );
+    json(StatusCode::OK, &out)
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+async fn reserve(app: &App, query: Option<&str>) -> Response<Body> {
+    let cls = query_param(query, "cls");
+    match app.reserve(cls.as_deref()).await {
+        Ok((ticket, goodie)) => json(
+            StatusCode::OK,
+            &json!({
+                "tb_transfer_id": ticket.to_string(),
+                "goodie_tb_transfer_id": goodie.map(|g| g.to_string()),
+            }),
+        ),
+        Err(e) => flow_error(e),
+    }
+}
+
+async fn commit(app: &App, query: Option<&str>) -> Response<Body> {
+    let parse = |name: &str| -> Result<Option<u128>, Response<Body>> {
+        match query_param(query, name) {
+            None => Ok(None),
+            Some(v) if v.is_empty() || v == "null" => Ok(None),
+            Some(v) => match v.parse::<u128>() {
+                Ok(id) if id != 0 && id != u128::MAX => Ok(Some(id)),
+                _ => Err(detail(StatusCode::BAD_REQUEST, &format!("{name} must be a decimal transfer id"))),
+            },
+        }
+    };
+    let ticket = match parse("tb_transfer_id") {
+        Ok(Some(id)) => id,
+        Ok(None) => return detail(StatusCode::BAD_REQUEST, "tb_transfer_id is required"),
+        Err(response) => return response,
+    };
+    let goodie = match parse("goodie_tb_transfer_id") {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    match app.commit(ticket, goodie).await {
+        Ok(results) => {
+            let name = |r: &crate::accounting::TransferResult| format!("{r:?}");
+            let ticket_ok = results[0].is_success();
+            let status = if ticket_ok { StatusCode::OK } else { StatusCode::CONFLICT };
+            json(
+                status,
+                &json!({
+                    "ok": ticket_ok,
+                    "ticket": name(&results[0]),
+                    "goodie": results.get(1).map(name),
+                }),
+            )
+        }
+        Err(e) => flow_error(e),
+    }
+}
+
+async fn healthz(app: &App) -> Response<Body> {
+    let tb = tokio::time::timeout(Duration::from_secs(2), app.ledger.ping()).await;
+    let tb = match tb {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("TigerBeetle: {e:#}")),
+        Err(_) => Err("TigerBeetle did not answer within 2000 ms".to_string()),
+    };
+    let store = app.store.order("healthz").map(|_| ()).map_err(|e| format!("store: {e:#}"));
+    match (tb, store) {
+        (Ok(()), Ok(())) => json(StatusCode::OK, &json!({"ok": true, "tigerbeetle": "ok", "store": "ok"})),
+        (tb, store) => {
+            let problems: Vec<String> = [tb.err(), store.err()].into_iter().flatten().collect();
+            flow_error(FlowError::Unavailable(problems.join("; ")))
+        }
+    }
+}
+
+fn metrics(app: &App) -> Response<Body> {
+    response::bytes(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(app.metrics.render()))
+}

@@ -1,0 +1,145 @@
+//! The `tigerfans` command line: `serve` (the default) runs the appliance.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use tigerfans::appliance::{self, ServeOptions};
+use tigerfans::config::Config;
+use tigerfans::http::HttpLimits;
+
+#[derive(Parser)]
+#[command(name = "tigerfans", version, about = "A ticketing appliance on TigerBeetle and redb")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Log format: `human` on a terminal, `json` for collectors; `auto` picks by stderr.
+    #[arg(long, global = true, env = "TIGERFANS_LOG_FORMAT", default_value = "auto")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Validate an event configuration file and print it normalized as JSON.
+    CheckConfig {
+        /// TOML or JSON file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to serve HTTP on.
+    #[arg(long, env = "TIGERFANS_LISTEN", default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Where the store (tigerfans.redb) and, in appliance mode, the TigerBeetle data file live.
+    #[arg(long, env = "TIGERFANS_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Addresses of an external TigerBeetle replica or cluster (comma-separated). Without it,
+    /// tigerfans formats and runs its own replica.
+    #[arg(long, env = "TIGERFANS_TB_ADDRESSES")]
+    tb_addresses: Option<String>,
+    /// Cluster id of the external cluster.
+    #[arg(long, env = "TIGERFANS_TB_CLUSTER", default_value_t = 0)]
+    tb_cluster: u128,
+    /// The TigerBeetle server binary for appliance mode. Default: `tigerbeetle` beside this
+    /// binary, else `tools/bin/tigerbeetle`, else `tigerbeetle` on PATH.
+    #[arg(long, env = "TIGERFANS_TIGERBEETLE_BIN")]
+    tigerbeetle_bin: Option<PathBuf>,
+    /// TigerBeetle grid cache of the co-located replica (its main memory cost).
+    #[arg(long, env = "TIGERFANS_TB_CACHE_GRID", default_value = "256MiB")]
+    tb_cache_grid: String,
+    /// A request waits this long for TigerBeetle before answering 503.
+    #[arg(long, env = "TIGERFANS_TB_TIMEOUT_MS", default_value_t = 5000)]
+    tb_timeout_ms: u64,
+    /// Event configuration (TOML or JSON). Default: the built-in demo event.
+    #[arg(long, env = "TIGERFANS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Concurrent HTTP connections; more are refused.
+    #[arg(long, env = "TIGERFANS_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, env = "TIGERFANS_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Some(Command::CheckConfig { file }) => {
+            let config = Config::load(&file)?;
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            Ok(())
+        }
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let options = ServeOptions {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        tb_addresses: args.tb_addresses.clone(),
+        tb_cluster: args.tb_cluster,
+        tigerbeetle_bin: args.tigerbeetle_bin.clone().unwrap_or_else(default_tigerbeetle_bin),
+        tb_cache_grid: args.tb_cache_grid.clone(),
+        tb_timeout_ms: args.tb_timeout_ms,
+        config,
+        http: HttpLimits { connections_max: args.max_connections, ..HttpLimits::default() },
+        sweep_interval_ms: 250,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = args.worker_threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime.build().context("building the tokio runtime")?;
+    runtime.block_on(appliance::serve(options))
+}
+
+fn default_tigerbeetle_bin() -> PathBuf {
+    let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("tigerbeetle")));
+    let candidates = [beside, Some(PathBuf::from("tools/bin/tigerbeetle"))];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("tigerbeetle"))
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TIGERFANS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => false,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}

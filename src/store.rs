@@ -1,0 +1,346 @@
+//! The redb store: payment sessions (hot), orders (cold) and processed webhook event ids.
+//!
+//! One writer thread *group-commits*: it takes every write waiting in its queue, applies them in
+//! one transaction, commits durably (fsync) once, and only then answers each waiter. So a 200 on a
+//! checkout or a webhook means its write is on disk, while the fsync cost is shared by everyone
+//! who arrived during the previous one. Reads use redb's MVCC snapshots and never wait for the
+//! writer.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// psid → Session (JSON).
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// order id → Order (JSON).
+const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
+/// webhook idempotency key → order id.
+const EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
+/// (expires_at_ms, order id) → (): open holds by expiry, for the sweeper.
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
+
+/// Writes waiting for the writer; beyond this, `submit` answers `Busy` (HTTP 503).
+pub const WRITE_QUEUE_MAX: usize = 65_536;
+/// Writes applied in one transaction at most.
+pub const GROUP_COMMIT_WRITES_MAX: usize = 8_192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    PaidUnfulfilled,
+    Failed,
+    Canceled,
+    Expired,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::PaidUnfulfilled => "PAID_UNFULFILLED",
+            OrderStatus::Failed => "FAILED",
+            OrderStatus::Canceled => "CANCELED",
+            OrderStatus::Expired => "EXPIRED",
+        }
+    }
+
+    /// A payment outcome may still change an order in these states: an expired hold can be
+    /// booked late. Every other state is the order's final answer.
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderStatus::Pending | OrderStatus::Expired)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub psid: String,
+    pub order_id: String,
+    pub cls: String,
+    pub email: String,
+    pub amount: u64,
+    pub currency: String,
+    pub ticket_hold_id: u128,
+    /// `None` when the goodie pool refused the hold at checkout.
+    pub goodie_hold_id: Option<u128>,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: String,
+    pub psid: String,
+    pub status: OrderStatus,
+    pub cls: String,
+    pub qty: u32,
+    pub amount: u64,
+    pub currency: String,
+    pub email: String,
+    pub created_at_ms: u64,
+    pub paid_at_ms: Option<u64>,
+    pub ticket_code: Option<String>,
+    pub got_goodie: bool,
+}
+
+/// What a payment event does to an order.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: OrderStatus,
+    pub paid_at_ms: Option<u64>,
+    pub ticket_code: Option<String>,
+    pub got_goodie: bool,
+}
+
+#[derive(Debug)]
+pub enum Write {
+    /// A new session and its PENDING order.
+    Checkout { session: Session, order: Order },
+    /// A payment event's outcome: applied only if the order is still open and the event is new.
+    /// `outcome: None` records the event without changing the order (it lost a race).
+    Payment { order_id: String, event_key: String, outcome: Option<Outcome> },
+    /// The sweeper: marks these orders EXPIRED if they are still PENDING.
+    Expire { due: Vec<(u64, String)> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    Done,
+    /// The order's status after the write.
+    Order(OrderStatus),
+    /// This event id was processed before.
+    Replay,
+    NotFound,
+    Expired(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    Busy,
+    Failed(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Busy => write!(f, "store write queue is full"),
+            StoreError::Failed(why) => write!(f, "store write failed: {why}"),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<WriteResult, StoreError>>;
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    queue: mpsc::Sender<(Write, Reply)>,
+}
+
+/// Joins the writer thread once every `Store` clone is dropped: then everything acknowledged
+/// has been committed.
+pub struct WriterHandle(std::thread::JoinHandle<()>);
+
+impl WriterHandle {
+    pub fn join(self) {
+        self.0.join().expect("store writer panicked");
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path, metrics: Arc<Metrics>) -> anyhow::Result<(Store, WriterHandle)> {
+        let db = Database::create(path).with_context(|| format!("opening store {}", path.display()))?;
+        {
+            let tx = db.begin_write()?;
+            tx.open_table(SESSIONS)?;
+            tx.open_table(ORDERS)?;
+            tx.open_table(EVENTS)?;
+            tx.open_table(EXPIRY)?;
+            tx.commit()?;
+        }
+        let db = Arc::new(db);
+        let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
+        let writer_db = db.clone();
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(writer_db, receiver, metrics))
+            .context("spawning the store writer")?;
+        Ok((Store { db, queue }, WriterHandle(handle)))
+    }
+
+    /// Queues a write and waits until it is durably committed.
+    pub async fn write(&self, write: Write) -> Result<WriteResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.try_send((write, reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Failed("store closed".into()),
+        })?;
+        answer.await.unwrap_or_else(|_| Err(StoreError::Failed("store writer stopped".into())))
+    }
+
+    pub fn session(&self, psid: &str) -> anyhow::Result<Option<Session>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SESSIONS)?;
+        Ok(match table.get(psid)? {
+            Some(v) => Some(serde_json::from_slice(v.value()).context("decoding session")?),
+            None => None,
+        })
+    }
+
+    pub fn order(&self, order_id: &str) -> anyhow::Result<Option<Order>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(ORDERS)?;
+        Ok(match table.get(order_id)? {
+            Some(v) => Some(serde_json::from_slice(v.value()).context("decoding order")?),
+            None => None,
+        })
+    }
+
+    pub fn event_seen(&self, event_key: &str) -> anyhow::Result<bool> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(EVENTS)?;
+        Ok(table.get(event_key)?.is_some())
+    }
+
+    /// Open holds whose expiry is at or before `now_ms`, oldest first, at most `limit`.
+    pub fn due_expiries(&self, now_ms: u64, limit: usize) -> anyhow::Result<Vec<(u64, String)>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(EXPIRY)?;
+        let mut due = Vec::new();
+        for entry in table.range((0u64, "")..(now_ms.saturating_add(1), ""))?.take(limit) {
+            let (key, _) = entry?;
+            let (at, order_id) = key.value();
+            due.push((at, order_id.to_string()));
+        }
+        Ok(due)
+    }
+
+    /// Every order, for audits and tests (a full scan: not for the hot path).
+    pub fn orders(&self) -> anyhow::Result<Vec<Order>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(ORDERS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice(v.value()).context("decoding order")?);
+        }
+        Ok(out)
+    }
+
+    /// Waits until every write queued so far is committed (used at shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write(Write::Expire { due: Vec::new() }).await.map(|_| ())
+    }
+}
+
+fn writer(db: Arc<Database>, mut receiver: mpsc::Receiver<(Write, Reply)>, metrics: Arc<Metrics>) {
+    let mut group: Vec<(Write, Reply)> = Vec::with_capacity(GROUP_COMMIT_WRITES_MAX);
+    while let Some(first) = receiver.blocking_recv() {
+        group.push(first);
+        while group.len() < GROUP_COMMIT_WRITES_MAX {
+            match receiver.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let results = apply_group(&db, &group);
+        metrics.store_commit_writes.observe(group.len() as u64);
+        metrics.store_commit_us.observe(started.elapsed().as_micros() as u64);
+        match results {
+            Ok(results) => {
+                assert_eq!(results.len(), group.len());
+                for ((_, reply), result) in group.drain(..).zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::error!(error = %why, writes = group.len(), "group commit failed");
+                for (_, reply) in group.drain(..) {
+                    let _ = reply.send(Err(StoreError::Failed(why.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a group of writes in one durable transaction. Either all commit or none.
+fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<WriteResult>> {
+    let tx = db.begin_write()?;
+    let mut results = Vec::with_capacity(group.len());
+    {
+        let mut sessions = tx.open_table(SESSIONS)?;
+        let mut orders = tx.open_table(ORDERS)?;
+        let mut events = tx.open_table(EVENTS)?;
+        let mut expiry = tx.open_table(EXPIRY)?;
+        for (write, _) in group {
+            let result = match write {
+                Write::Checkout { session, order } => {
+                    assert_eq!(session.order_id, order.order_id);
+                    assert_eq!(order.status, OrderStatus::Pending);
+                    sessions.insert(session.psid.as_str(), serde_json::to_vec(session)?.as_slice())?;
+                    orders.insert(order.order_id.as_str(), serde_json::to_vec(order)?.as_slice())?;
+                    expiry.insert((session.expires_at_ms, order.order_id.as_str()), ())?;
+                    WriteResult::Done
+                }
+                Write::Payment { order_id, event_key, outcome } => {
+                    if events.get(event_key.as_str())?.is_some() {
+                        WriteResult::Replay
+                    } else {
+                        let current: Option<Order> = match orders.get(order_id.as_str())? {
+                            Some(v) => Some(serde_json::from_slice(v.value())?),
+                            None => None,
+                        };
+                        match current {
+                            None => WriteResult::NotFound,
+                            Some(mut order) => {
+                                if let Some(outcome) = outcome.as_ref().filter(|_| order.status.is_open()) {
+                                    order.status = outcome.status;
+                                    order.paid_at_ms = outcome.paid_at_ms;
+                                    order.ticket_code = outcome.ticket_code.clone();
+                                    order.got_goodie = outcome.got_goodie;
+                                    orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
+                                    if let Some(session) = sessions.get(order.psid.as_str())? {
+                                        let session: Session = serde_json::from_slice(session.value())?;
+                                        expiry.remove((session.expires_at_ms, order_id.as_str()))?;
+                                    }
+                                }
+                                events.insert(event_key.as_str(), order_id.as_str())?;
+                                WriteResult::Order(order.status)
+                            }
+                        }
+                    }
+                }
+                Write::Expire { due } => {
+                    let mut expired = 0;
+                    for (at, order_id) in due {
+                        expiry.remove((*at, order_id.as_str()))?;
+                        let order: Option<Order> = match orders.get(order_id.as_str())? {
+                            Some(v) => Some(serde_json::from_slice(v.value())?),
+                            None => None,
+                        };
+                        if let Some(mut order) = order.filter(|o| o.status == OrderStatus::Pending) {
+                            order.status = OrderStatus::Expired;
+                            orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
+                            expired += 1;
+                        }
+                    }
+                    WriteResult::Expired(expired)
+                }
+            };
+            results.push(result);
+        }
+    }
+    tx.commit()?;
+    Ok(results)
+}
