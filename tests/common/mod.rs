@@ -1,0 +1,389 @@
+//! Test harness: one real TigerBeetle replica per test binary (it takes ~6 s to start), real
+//! `tigerfans` server processes talking to it, and a small HTTP client. Tests isolate by ledger:
+//! each server gets a ledger of its own, so its accounts are its own.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+pub fn tigerbeetle_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("TIGERBEETLE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/bin/tigerbeetle");
+    assert!(bin.is_file(), "{} missing: run scripts/bootstrap.sh (make test does)", bin.display());
+    bin
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts a TigerBeetle replica (production mode, small cache) from a thread that stays alive
+/// for the whole test binary; PR_SET_PDEATHSIG kills the replica when the binary exits.
+pub fn start_replica(data_file: &Path, port: u16) -> u32 {
+    let bin = tigerbeetle_bin();
+    let status = Command::new(&bin)
+        .args(["format", "--cluster=0", "--replica=0", "--replica-count=1"])
+        .arg(data_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("running tigerbeetle format");
+    assert!(status.success(), "tigerbeetle format failed");
+    let data_file = data_file.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let log = std::fs::File::create(data_file.with_extension("log")).unwrap();
+        let mut command = Command::new(bin);
+        command
+            .arg("start")
+            .arg(format!("--addresses=127.0.0.1:{port}"))
+            .arg("--cache-grid=128MiB")
+            .arg(&data_file)
+            .stdout(Stdio::null())
+            .stderr(log);
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("starting tigerbeetle");
+        tx.send(child.id()).unwrap();
+        let _ = child.wait();
+        // Park forever so the death signal only fires when the process exits.
+        loop {
+            std::thread::park();
+        }
+    });
+    let pid = rx.recv().unwrap();
+    wait_for_port(port, Duration::from_secs(60));
+    pid
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < timeout, "port {port} not listening after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The replica shared by every test of this binary.
+pub fn replica_address() -> &'static str {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS.get_or_init(|| {
+        let dir = scratch_dir("replica");
+        let port = free_port();
+        start_replica(&dir.join("0_0.tigerbeetle"), port);
+        format!("127.0.0.1:{port}")
+    })
+}
+
+/// A fresh ledger per server: isolation between tests on the shared replica.
+pub fn next_ledger() -> u32 {
+    static LEDGER: AtomicU32 = AtomicU32::new(100);
+    LEDGER.fetch_add(1, Ordering::Relaxed)
+}
+
+pub const SECRET: &str = "test-webhook-secret";
+
+/// An event config with one class `A` of `capacity` tickets.
+pub fn config(capacity: u64, goodie_limit: u64, hold_timeout_s: u32) -> Value {
+    json!({
+        "ledger": next_ledger(),
+        "currency": "EUR",
+        "classes": [
+            {"id": "A", "name": "Premium", "price_cents": 6500, "capacity": capacity},
+            {"id": "B", "name": "Standard", "price_cents": 3500, "capacity": capacity},
+        ],
+        "goodie_limit": goodie_limit,
+        "hold_timeout_s": hold_timeout_s,
+        "webhook_secret": SECRET,
+    })
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    pub http: Http,
+}
+
+impl Server {
+    /// A server on the shared replica with this config.
+    pub async fn start(config: Value) -> Server {
+        let data_dir = scratch_dir("server");
+        let config_path = data_dir.join("event.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let args = vec![
+            "serve".to_string(),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--config={}", config_path.display()),
+            format!("--tb-addresses={}", replica_address()),
+            "--tb-timeout-ms=3000".to_string(),
+        ];
+        Server::start_with(data_dir, args).await
+    }
+
+    /// A server with the given arguments (appliance mode when no `--tb-addresses`).
+    pub async fn start_with(data_dir: PathBuf, args: Vec<String>) -> Server {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut server = Server { child: None, base: base.clone(), port, data_dir, args, http: Http::new(&base) };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("tigerfans.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tigerfans"))
+            .args(&self.args)
+            .arg(format!("--listen=127.0.0.1:{}", self.port))
+            .env("TIGERFANS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting tigerfans");
+        self.child = Some(child);
+        self.wait_healthy(Duration::from_secs(90)).await;
+    }
+
+    pub async fn wait_healthy(&self, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            if let Ok((StatusCode::OK, _)) = self.http.try_get("/healthz").await {
+                return;
+            }
+            if started.elapsed() > timeout {
+                let log = std::fs::read_to_string(self.data_dir.join("tigerfans.log")).unwrap_or_default();
+                panic!("server not healthy after {timeout:?}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path. Returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        child.wait().unwrap()
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.http = Http::new(&self.base);
+        self.spawn().await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A keep-alive HTTP/1.1 client with JSON helpers.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+    pub base: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl Http {
+    pub fn new(base: &str) -> Http {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build_http();
+        Http { client, base: base.to_string() }
+    }
+
+    pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Reply, String> {
+        let mut builder = Request::builder().method(method).uri(format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder.body(Full::new(Bytes::from(body))).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .map_err(|_| "timeout".to_string())?
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply { status, headers, body })
+    }
+
+    pub async fn try_get(&self, path: &str) -> Result<(StatusCode, Value), String> {
+        let reply = self.request(Method::GET, path, &[], Vec::new()).await?;
+        let value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        Ok((reply.status, value))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.try_get(path).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let reply = self
+            .request(Method::POST, path, &[("content-type", "application/json")], serde_json::to_vec(body).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        (reply.status, reply.json())
+    }
+
+    pub async fn try_checkout(&self, cls: &str, email: &str) -> Result<(StatusCode, Value), String> {
+        let reply = self
+            .request(
+                Method::POST,
+                "/api/checkout",
+                &[("content-type", "application/json")],
+                serde_json::to_vec(&json!({"cls": cls, "customer_email": email})).unwrap(),
+            )
+            .await?;
+        Ok((reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null)))
+    }
+
+    pub async fn checkout(&self, cls: &str, email: &str) -> (StatusCode, Value) {
+        self.try_checkout(cls, email).await.unwrap()
+    }
+
+    /// Delivers a signed webhook body (as MockPay or a real provider would).
+    pub async fn try_webhook(&self, body: &[u8], secret: &str) -> Result<(StatusCode, Value), String> {
+        let signature = tigerfans::payment::sign(secret.as_bytes(), body);
+        let reply = self
+            .request(
+                Method::POST,
+                "/payments/webhook",
+                &[("content-type", "application/json"), ("x-mockpay-signature", &signature)],
+                body.to_vec(),
+            )
+            .await?;
+        Ok((reply.status, serde_json::from_slice(&reply.body).unwrap_or(Value::Null)))
+    }
+
+    pub async fn webhook(&self, body: &[u8]) -> (StatusCode, Value) {
+        self.try_webhook(body, SECRET).await.unwrap()
+    }
+
+    pub async fn emit(&self, psid: &str, t: &str) -> Reply {
+        self.request(
+            Method::POST,
+            &format!("/mockpay/{psid}/emit"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("t={t}").into_bytes(),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn order(&self, order_id: &str) -> Value {
+        let (status, order) = self.get(&format!("/api/orders/{order_id}")).await;
+        assert_eq!(status, StatusCode::OK, "order {order_id}: {order}");
+        order
+    }
+
+    pub async fn inventory(&self) -> Value {
+        let (status, inventory) = self.get("/api/inventory").await;
+        assert_eq!(status, StatusCode::OK, "{inventory}");
+        inventory
+    }
+}
+
+/// The psid in a checkout's `redirect_url`.
+pub fn psid_of(checkout: &Value) -> String {
+    checkout["redirect_url"].as_str().unwrap().trim_start_matches("/mockpay/").to_string()
+}
+
+/// A webhook body for a checkout, as the provider would send it.
+pub fn event(kind: &str, checkout: &Value, key: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "type": format!("payment.{kind}"),
+        "payment_session_id": psid_of(checkout),
+        "order_id": checkout["order_id"],
+        "amount": checkout["amount"],
+        "currency": checkout["currency"],
+        "created_at": "2026-11-23T00:00:00Z",
+        "idempotency_key": key,
+    }))
+    .unwrap()
+}
+
+pub fn unique_key(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
