@@ -1,0 +1,81 @@
+//! Holds expire: an unpaid checkout ends EXPIRED and its ticket returns; a payment arriving
+//! after the hold expired books immediately if a ticket is left, else it is PAID_UNFULFILLED.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hyper::StatusCode;
+
+async fn wait_expired(http: &Http, order_id: &str) {
+    eventually(Duration::from_secs(15), "order to expire", || async {
+        (http.order(order_id).await["status"] == "EXPIRED").then_some(())
+    })
+    .await;
+}
+
+async fn wait_available(http: &Http, cls: &str, available: u64) {
+    eventually(Duration::from_secs(15), "ticket back in inventory", || async {
+        let inventory = http.inventory().await;
+        (inventory[cls]["available"] == available && inventory[cls]["active_holds"] == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpaid_checkout_expires_and_a_late_payment_books_immediately() {
+    let server = Server::start(config(1, 100, 2)).await;
+    let http = &server.http;
+    let (status, checkout) = http.checkout("A", "late@example.com").await;
+    assert_eq!(status, StatusCode::OK);
+    let order_id = checkout["order_id"].as_str().unwrap();
+    assert_eq!(http.inventory().await["A"]["available"], 0);
+    assert_eq!(http.checkout("A", "other@example.com").await.0, StatusCode::CONFLICT);
+
+    wait_expired(http, order_id).await;
+    wait_available(http, "A", 1).await;
+
+    // The payment arrives late; a ticket is free, so it is booked directly.
+    let (status, reply) = http.webhook(&event("succeeded", &checkout, &unique_key("e"))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["order_status"], "PAID");
+    let order = http.order(order_id).await;
+    assert_eq!(order["status"], "PAID");
+    assert!(order["ticket_code"].as_str().unwrap().starts_with("TCK-"));
+    assert_eq!(order["got_goodie"], false, "the goodie hold expired too");
+    let inventory = http.inventory().await;
+    assert_eq!(inventory["A"]["sold"], 1);
+    assert_eq!(inventory["A"]["available"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_payment_after_the_ticket_was_resold_is_paid_unfulfilled() {
+    let server = Server::start(config(1, 100, 2)).await;
+    let http = &server.http;
+    let (_, first) = http.checkout("A", "first@example.com").await;
+    let first_id = first["order_id"].as_str().unwrap();
+    wait_expired(http, first_id).await;
+    wait_available(http, "A", 1).await;
+
+    // Someone else takes the last ticket, then the first buyer's payment arrives.
+    let (status, second) = http.checkout("A", "second@example.com").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, reply) = http.webhook(&event("succeeded", &first, &unique_key("e"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply["order_status"], "PAID_UNFULFILLED");
+    let order = http.order(first_id).await;
+    assert_eq!(order["status"], "PAID_UNFULFILLED");
+    assert_eq!(order["ticket_code"], serde_json::Value::Null);
+
+    // The second buyer still gets the ticket; nothing is oversold.
+    let (_, reply) = http.webhook(&event("succeeded", &second, &unique_key("e"))).await;
+    assert_eq!(reply["order_status"], "PAID");
+    let inventory = http.inventory().await;
+    assert_eq!(inventory["A"]["sold"], 1);
+    assert_eq!(inventory["A"]["active_holds"], 0);
+
+    // A retried late event gets the same answer (TigerBeetle remembers the failed booking).
+    let (_, reply) = http.webhook(&event("succeeded", &first, &unique_key("e"))).await;
+    assert_eq!(reply["order_status"], "PAID_UNFULFILLED");
+}

@@ -1,0 +1,93 @@
+//! No overselling: many more buyers than tickets, paying concurrently with random outcomes.
+//! TigerBeetle refuses every hold beyond capacity; the store and the ledger agree afterwards.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use hyper::StatusCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_50_with_500_concurrent_buyers_sells_exactly_50() {
+    const CAPACITY: u64 = 50;
+    const BUYERS: usize = 500;
+    let server = Server::start(config(CAPACITY, 100, 300)).await;
+    let sold_out = Arc::new(AtomicU64::new(0));
+    let mut buyers = Vec::new();
+    for buyer in 0..BUYERS {
+        let http = server.http.clone();
+        let sold_out = sold_out.clone();
+        buyers.push(tokio::spawn(async move {
+            // Each buyer keeps trying until it holds a paid ticket or the class is sold out;
+            // roughly one payment in four fails, which returns the ticket to the pool.
+            let mut orders = Vec::new();
+            loop {
+                let (status, checkout) = http.checkout("A", &format!("buyer{buyer}@example.com")).await;
+                match status {
+                    StatusCode::CONFLICT => {
+                        assert_eq!(checkout["detail"], "sold out");
+                        sold_out.fetch_add(1, Ordering::Relaxed);
+                        return orders;
+                    }
+                    StatusCode::OK => {}
+                    other => panic!("checkout answered {other}: {checkout}"),
+                }
+                let kind = if (buyer + orders.len()) % 4 == 0 { "failed" } else { "succeeded" };
+                let (status, reply) = http.webhook(&event(kind, &checkout, &unique_key("e"))).await;
+                assert_eq!(status, StatusCode::OK, "{reply}");
+                let order_id = checkout["order_id"].as_str().unwrap().to_string();
+                orders.push(order_id);
+                if kind == "succeeded" {
+                    return orders;
+                }
+            }
+        }));
+    }
+    let mut all_orders = Vec::new();
+    for buyer in buyers {
+        all_orders.extend(buyer.await.unwrap());
+    }
+
+    let http = &server.http;
+    let mut paid = 0;
+    let mut goodies = 0;
+    for order_id in &all_orders {
+        let order = http.order(order_id).await;
+        match order["status"].as_str().unwrap() {
+            "PAID" => {
+                paid += 1;
+                if order["got_goodie"] == true {
+                    goodies += 1;
+                }
+            }
+            "FAILED" => {}
+            other => panic!("order {order_id} ended {other}"),
+        }
+    }
+    assert_eq!(paid, CAPACITY, "exactly the capacity is sold");
+    assert!(sold_out.load(Ordering::Relaxed) >= (BUYERS as u64 - CAPACITY), "the rest were told: sold out");
+
+    // TigerBeetle agrees with the store: sold = PAID, nothing left held (sold-out checkouts gave
+    // their goodie holds back at once, failed payments voided theirs).
+    let inventory = http.inventory().await;
+    assert_eq!(inventory["A"]["sold"], paid);
+    assert_eq!(inventory["A"]["active_holds"], 0);
+    assert_eq!(inventory["A"]["available"], 0);
+    assert_eq!(inventory["A"]["sold_out"], true);
+    assert_eq!(inventory["goodies"]["used"], goodies);
+    assert_eq!(inventory["goodies"]["active_holds"], 0);
+    assert_eq!(goodies, CAPACITY, "all 50 paid orders are within the first 100 goodies");
+
+    // The batcher really batched: fewer TigerBeetle calls than transfers.
+    let metrics = http.request(hyper::Method::GET, "/metrics", &[], vec![]).await.unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let value = |name: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(name)).unwrap().split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    let calls = value("tigerfans_tb_batch_transfers_count");
+    let transfers = value("tigerfans_tb_batch_transfers_sum");
+    println!("TigerBeetle calls: {calls}, transfers: {transfers}, average batch {:.1}", transfers / calls);
+    assert!(transfers > calls, "no batching: {calls} calls for {transfers} transfers");
+}
