@@ -324,6 +324,10 @@ impl Http {
         self.try_webhook(body, SECRET).await.unwrap()
     }
 
+    pub async fn webhook_with_secret(&self, body: &[u8], secret: &str) -> (StatusCode, Value) {
+        self.try_webhook(body, secret).await.unwrap()
+    }
+
     pub async fn emit(&self, psid: &str, t: &str) -> Reply {
         self.request(
             Method::POST,

@@ -1,0 +1,99 @@
+//! Appliance mode: tigerfans formats and supervises its own replica. The replica is restarted
+//! when it dies, dies when tigerfans is killed, and stops cleanly on SIGTERM.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hyper::StatusCode;
+
+/// Children of `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // Field 4 (after the parenthesised command) is the parent pid.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        if ppid == pid {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn replica_of(server: &Server) -> u32 {
+    let kids = children(server.pid());
+    assert_eq!(kids.len(), 1, "one replica child, found {kids:?}");
+    kids[0]
+}
+
+fn wait_dead(pid: u32, timeout: Duration) {
+    let started = Instant::now();
+    while is_alive(pid) {
+        assert!(started.elapsed() < timeout, "process {pid} still alive after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appliance_supervises_its_replica() {
+    let data_dir = scratch_dir("appliance");
+    let args = vec![
+        "serve".to_string(),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--tigerbeetle-bin={}", tigerbeetle_bin().display()),
+        "--tb-cache-grid=128MiB".to_string(),
+        // The supervisor waits at least 250 ms before restarting a replica, so a request sent
+        // right after the kill cannot be answered within 100 ms: it must get a 503.
+        "--tb-timeout-ms=100".to_string(),
+    ];
+    let mut server = Server::start_with(data_dir.clone(), args).await;
+    assert!(Path::new(&data_dir.join("0_0.tigerbeetle")).is_file(), "data file formatted");
+    let (status, checkout) = server.http.checkout("A", "fan@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{checkout}");
+    let order_id = checkout["order_id"].as_str().unwrap().to_string();
+    let (_, reply) = server.http.webhook_with_secret(&event("succeeded", &checkout, &unique_key("e")), "mockpay-demo-secret").await;
+    assert_eq!(reply["order_status"], "PAID");
+
+    // The replica dies: requests get a clear 503 instead of hanging, and service comes back.
+    let replica = replica_of(&server);
+    unsafe {
+        libc::kill(replica as i32, libc::SIGKILL);
+    }
+    wait_dead(replica, Duration::from_secs(5));
+    let (status, reply) = server.http.checkout("A", "during@example.com").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+    assert!(reply["detail"].as_str().unwrap().contains("TigerBeetle"), "{reply}");
+    let http = server.http.clone();
+    eventually(Duration::from_secs(60), "checkouts after the replica restart", || async {
+        (http.checkout("A", "after@example.com").await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+    let restarted = replica_of(&server);
+    assert_ne!(restarted, replica);
+
+    // tigerfans is killed: its replica goes with it, and a restart finds the data file free.
+    server.kill9();
+    wait_dead(restarted, Duration::from_secs(5));
+    server.restart().await;
+    let order = server.http.order(&order_id).await;
+    assert_eq!(order["status"], "PAID");
+    assert_eq!(server.http.inventory().await["A"]["sold"], 1);
+
+    // SIGTERM: a clean exit, and no replica left behind.
+    let replica = replica_of(&server);
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    wait_dead(replica, Duration::from_secs(5));
+}
