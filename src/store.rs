@@ -30,6 +30,9 @@ const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 pub const WRITE_QUEUE_MAX: usize = 65_536;
 /// Writes applied in one transaction at most.
 pub const GROUP_COMMIT_WRITES_MAX: usize = 8_192;
+/// redb's page cache. Its default (1 GiB) is larger than a small Pi can spare; hot sessions and
+/// recent orders fit in far less, and the OS page cache still holds the rest of the file.
+pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -158,7 +161,10 @@ impl WriterHandle {
 
 impl Store {
     pub fn open(path: &Path, metrics: Arc<Metrics>) -> anyhow::Result<(Store, WriterHandle)> {
-        let db = Database::create(path).with_context(|| format!("opening store {}", path.display()))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .with_context(|| format!("opening store {}", path.display()))?;
         {
             let tx = db.begin_write()?;
             tx.open_table(SESSIONS)?;
