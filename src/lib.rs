@@ -8,6 +8,7 @@
 pub mod accounting;
 pub mod appliance;
 pub mod batcher;
+pub mod bench;
 pub mod config;
 pub mod flow;
 pub mod http;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use tigerfans::appliance::{self, ServeOptions};
+use tigerfans::bench::{self, BenchOptions, Phase};
 use tigerfans::config::Config;
 use tigerfans::http::HttpLimits;
 
@@ -28,11 +29,46 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(ServeArgs),
+    /// Load-test a tigerfans server and print throughput, latency and batch sizes.
+    Bench(BenchArgs),
     /// Validate an event configuration file and print it normalized as JSON.
     CheckConfig {
         /// TOML or JSON file.
         file: PathBuf,
     },
+}
+
+#[derive(Args, Clone)]
+struct BenchArgs {
+    /// The server to load.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    base: String,
+    #[arg(long, value_enum, default_value = "all")]
+    phase: Phase,
+    /// Operations per phase (webhook and commit phases use what checkout and reserve created).
+    #[arg(long, default_value_t = 20_000)]
+    total: u64,
+    /// Concurrent connections, one request in flight on each.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Share of payments that succeed in webhook and flow phases (the rest fail).
+    #[arg(long, default_value_t = 0.9)]
+    succeed_rate: f64,
+    /// Stop each phase after this many seconds even if --total is not reached.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The server's webhook secret (to sign webhook events).
+    #[arg(long, env = "TIGERFANS_WEBHOOK_SECRET", default_value = "mockpay-demo-secret")]
+    secret: String,
+    /// Ticket class to buy.
+    #[arg(long, default_value = "B")]
+    cls: String,
+    /// Threads of the generator (default: 1, so it leaves the cores to the server).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +124,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Bench(args)) => bench::run(BenchOptions {
+            base: args.base,
+            phase: args.phase,
+            total: args.total,
+            concurrency: args.concurrency,
+            succeed_rate: args.succeed_rate,
+            duration_s: args.duration,
+            json: args.json,
+            secret: args.secret,
+            cls: args.cls,
+            threads: args.threads,
+        }),
         None => serve(cli.serve),
     }
 }

@@ -66,6 +66,18 @@ impl Histogram {
         self.sum.load(Relaxed)
     }
 
+    /// One labelled series of a histogram family (the caller writes the family's TYPE line).
+    fn render_labeled(&self, out: &mut String, name: &str, label: &str, value: &str) {
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Relaxed);
+            let le = if i + 1 == HISTOGRAM_BUCKETS { "+Inf".to_string() } else { (1u64 << i).to_string() };
+            let _ = writeln!(out, "{name}_bucket{{{label}=\"{value}\",le=\"{le}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_sum{{{label}=\"{value}\"}} {}", self.sum());
+        let _ = writeln!(out, "{name}_count{{{label}=\"{value}\"}} {}", self.count());
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
@@ -81,18 +93,34 @@ impl Histogram {
     }
 }
 
+/// The routes requests are counted under (a fixed set: labels never grow with input).
+pub const ROUTES: [&str; 15] = [
+    "page", "mockpay", "emit", "static", "checkout", "webhook", "order", "session", "inventory",
+    "reserve", "commit", "healthz", "metrics", "not_found", "method_not_allowed",
+];
+
+/// Status codes counted individually; everything else is counted as its class (`2xx`, ...).
+pub const STATUSES: [u16; 12] = [200, 303, 400, 404, 405, 408, 409, 413, 431, 500, 503, 0];
+
+fn status_index(status: u16) -> usize {
+    STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1)
+}
+
+#[derive(Default)]
+pub struct RouteMetrics {
+    pub latency_us: Histogram,
+    pub statuses: [Counter; STATUSES.len()],
+}
+
 /// Every figure the appliance records. One instance per process, shared by `Arc`.
 #[derive(Default)]
 pub struct Metrics {
+    pub routes: [RouteMetrics; ROUTES.len()],
     pub tb_batch_transfers: Histogram,
     pub tb_call_us: Histogram,
     pub tb_in_flight: Gauge,
     pub store_commit_writes: Histogram,
     pub store_commit_us: Histogram,
-    pub http_requests: Counter,
-    pub http_request_us: Histogram,
-    pub http_errors_4xx: Counter,
-    pub http_errors_5xx: Counter,
     pub checkouts: Counter,
     pub sold_out: Counter,
     pub payment_events: Counter,
@@ -100,18 +128,47 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(8 * 1024);
+    /// Records one HTTP request under its route (an index into `ROUTES`).
+    pub fn request(&self, route: usize, status: u16, elapsed_us: u64) {
+        let route = &self.routes[route];
+        route.latency_us.observe(elapsed_us);
+        route.statuses[status_index(status)].add(1);
+    }
+
+    /// Prometheus text. `extra` gauges are computed by the caller at scrape time.
+    pub fn render(&self, extra: &[(&str, &str, i64)]) -> String {
+        let mut out = String::with_capacity(32 * 1024);
+        let _ = writeln!(out, "# TYPE tigerfans_http_requests_total counter");
+        for (name, route) in ROUTES.iter().zip(&self.routes) {
+            for (status, counter) in STATUSES.iter().zip(&route.statuses) {
+                let n = counter.get();
+                if n > 0 {
+                    let status = if *status == 0 { "other".to_string() } else { status.to_string() };
+                    let _ = writeln!(out, "tigerfans_http_requests_total{{route=\"{name}\",status=\"{status}\"}} {n}");
+                }
+            }
+        }
+        let _ = writeln!(out, "# TYPE tigerfans_http_request_microseconds histogram");
+        for (name, route) in ROUTES.iter().zip(&self.routes) {
+            if route.latency_us.count() > 0 {
+                route.latency_us.render_labeled(&mut out, "tigerfans_http_request_microseconds", "route", name);
+            }
+        }
+        let mut last_family = "";
+        for (name, help, value) in extra {
+            let family = name.split('{').next().unwrap_or(name);
+            if family != last_family {
+                let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
+                last_family = family;
+            }
+            let _ = writeln!(out, "{name} {value}");
+        }
         self.tb_batch_transfers.render(&mut out, "tigerfans_tb_batch_transfers", "Transfers per create_transfers call.");
         self.tb_call_us.render(&mut out, "tigerfans_tb_call_microseconds", "Latency of create_transfers calls.");
         let _ = writeln!(out, "# TYPE tigerfans_tb_in_flight gauge\ntigerfans_tb_in_flight {}", self.tb_in_flight.get());
         self.store_commit_writes.render(&mut out, "tigerfans_store_commit_writes", "Writes per group commit.");
         self.store_commit_us.render(&mut out, "tigerfans_store_commit_microseconds", "Latency of a group commit including fsync.");
-        self.http_request_us.render(&mut out, "tigerfans_http_request_microseconds", "HTTP request latency.");
         for (name, counter) in [
-            ("tigerfans_http_requests_total", &self.http_requests),
-            ("tigerfans_http_4xx_total", &self.http_errors_4xx),
-            ("tigerfans_http_5xx_total", &self.http_errors_5xx),
             ("tigerfans_checkouts_total", &self.checkouts),
             ("tigerfans_sold_out_total", &self.sold_out),
             ("tigerfans_payment_events_total", &self.payment_events),

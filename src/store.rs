@@ -25,6 +25,8 @@ const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
 const EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
 /// (expires_at_ms, order id) → (): open holds by expiry, for the sweeper.
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
+/// order status → number of orders in it, kept in the same transactions as the orders.
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("order_counts");
 
 /// Writes waiting for the writer; beyond this, `submit` answers `Busy` (HTTP 503).
 pub const WRITE_QUEUE_MAX: usize = 65_536;
@@ -46,6 +48,19 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::PaidUnfulfilled,
+        OrderStatus::Failed,
+        OrderStatus::Canceled,
+        OrderStatus::Expired,
+    ];
+
+    fn index(self) -> usize {
+        OrderStatus::ALL.iter().position(|s| *s == self).expect("listed")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "PENDING",
@@ -171,6 +186,7 @@ impl Store {
             tx.open_table(ORDERS)?;
             tx.open_table(EVENTS)?;
             tx.open_table(EXPIRY)?;
+            tx.open_table(COUNTS)?;
             tx.commit()?;
         }
         let db = Arc::new(db);
@@ -230,6 +246,17 @@ impl Store {
         Ok(due)
     }
 
+    /// How many orders are in each status (kept up to date by every write, O(1) to read).
+    pub fn order_counts(&self) -> anyhow::Result<Vec<(OrderStatus, u64)>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(COUNTS)?;
+        let mut out = Vec::with_capacity(OrderStatus::ALL.len());
+        for status in OrderStatus::ALL {
+            out.push((status, table.get(status.as_str())?.map(|v| v.value()).unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
     /// Every order, for audits and tests (a full scan: not for the hot path).
     pub fn orders(&self) -> anyhow::Result<Vec<Order>> {
         let tx = self.db.begin_read()?;
@@ -284,6 +311,7 @@ fn writer(db: Arc<Database>, mut receiver: mpsc::Receiver<(Write, Reply)>, metri
 fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<WriteResult>> {
     let tx = db.begin_write()?;
     let mut results = Vec::with_capacity(group.len());
+    let mut deltas = [0i64; OrderStatus::ALL.len()];
     {
         let mut sessions = tx.open_table(SESSIONS)?;
         let mut orders = tx.open_table(ORDERS)?;
@@ -297,6 +325,7 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                     sessions.insert(session.psid.as_str(), serde_json::to_vec(session)?.as_slice())?;
                     orders.insert(order.order_id.as_str(), serde_json::to_vec(order)?.as_slice())?;
                     expiry.insert((session.expires_at_ms, order.order_id.as_str()), ())?;
+                    deltas[OrderStatus::Pending.index()] += 1;
                     WriteResult::Done
                 }
                 Write::Payment { order_id, event_key, outcome } => {
@@ -311,6 +340,8 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                             None => WriteResult::NotFound,
                             Some(mut order) => {
                                 if let Some(outcome) = outcome.as_ref().filter(|_| order.status.is_open()) {
+                                    deltas[order.status.index()] -= 1;
+                                    deltas[outcome.status.index()] += 1;
                                     order.status = outcome.status;
                                     order.paid_at_ms = outcome.paid_at_ms;
                                     order.ticket_code = outcome.ticket_code.clone();
@@ -337,6 +368,8 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                         };
                         if let Some(mut order) = order.filter(|o| o.status == OrderStatus::Pending) {
                             order.status = OrderStatus::Expired;
+                            deltas[OrderStatus::Pending.index()] -= 1;
+                            deltas[OrderStatus::Expired.index()] += 1;
                             orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
                             expired += 1;
                         }
@@ -345,6 +378,14 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                 }
             };
             results.push(result);
+        }
+        let mut counts = tx.open_table(COUNTS)?;
+        for (status, delta) in OrderStatus::ALL.iter().zip(deltas) {
+            if delta != 0 {
+                let current = counts.get(status.as_str())?.map(|v| v.value()).unwrap_or(0);
+                let updated = current.checked_add_signed(delta).expect("order counts never go negative");
+                counts.insert(status.as_str(), updated)?;
+            }
         }
     }
     tx.commit()?;

@@ -15,21 +15,43 @@ use serde_json::json;
 use super::response::{self, detail, flow_error, json, Body};
 use super::HttpLimits;
 use crate::flow::{self, App, FlowError, PaymentOk};
+use crate::metrics;
 use crate::payment::{EventType, SIGNATURE_HEADER};
 use crate::web;
 
 pub async fn handle(app: Arc<App>, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
+    let label = route_label(request.uri().path());
     let response = route(&app, limits, request).await;
-    let metrics = &app.metrics;
-    metrics.http_requests.add(1);
-    metrics.http_request_us.observe(started.elapsed().as_micros() as u64);
-    match response.status().as_u16() {
-        400..=499 => metrics.http_errors_4xx.add(1),
-        500..=599 => metrics.http_errors_5xx.add(1),
-        _ => {}
-    }
+    let label = match response.status() {
+        StatusCode::NOT_FOUND if label == "not_found" => label,
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        _ => label,
+    };
+    let index = metrics::ROUTES.iter().position(|r| *r == label).expect("labels are listed");
+    app.metrics.request(index, response.status().as_u16(), started.elapsed().as_micros() as u64);
     response
+}
+
+/// The metrics label of a path: mirrors `route` below, without looking at the method.
+fn route_label(path: &str) -> &'static str {
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next(), segments.next()) {
+        (Some("" | "index.html"), None, _, _) | (Some("demo"), Some("checkout" | "success"), None, _) => "page",
+        (Some("mockpay"), Some(_), None, _) => "mockpay",
+        (Some("mockpay"), Some(_), Some("emit"), None) => "emit",
+        (Some("static"), Some(_), None, _) => "static",
+        (Some("api"), Some("checkout"), None, _) => "checkout",
+        (Some("payments"), Some("webhook"), None, _) => "webhook",
+        (Some("api"), Some("orders"), Some(_), None) => "order",
+        (Some("api"), Some("sessions"), Some(_), None) => "session",
+        (Some("api"), Some("inventory"), None, _) => "inventory",
+        (Some("api"), Some("accounting"), Some("reserve"), None) => "reserve",
+        (Some("api"), Some("accounting"), Some("commit"), None) => "commit",
+        (Some("healthz"), None, _, _) => "healthz",
+        (Some("metrics"), None, _, _) => "metrics",
+        _ => "not_found",
+    }
 }
 
 fn method_not_allowed() -> Response<Body> {
@@ -59,7 +81,7 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, request: Request<Incoming>) 
         ["api", "accounting", "reserve"] => if get { reserve(app, request.uri().query()).await } else { method_not_allowed() },
         ["api", "accounting", "commit"] => if get { commit(app, request.uri().query()).await } else { method_not_allowed() },
         ["healthz"] => if get { healthz(app).await } else { method_not_allowed() },
-        ["metrics"] => if get { metrics(app) } else { method_not_allowed() },
+        ["metrics"] => if get { metrics_text(app).await } else { method_not_allowed() },
         _ => detail(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -318,7 +340,10 @@ async fn healthz(app: &App) -> Response<Body> {
     };
     let store = app.store.order("healthz").map(|_| ()).map_err(|e| format!("store: {e:#}"));
     match (tb, store) {
-        (Ok(()), Ok(())) => json(StatusCode::OK, &json!({"ok": true, "tigerbeetle": "ok", "store": "ok"})),
+        (Ok(()), Ok(())) => json(
+            StatusCode::OK,
+            &json!({"ok": true, "tigerbeetle": "ok", "store": "ok", "version": env!("CARGO_PKG_VERSION")}),
+        ),
         (tb, store) => {
             let problems: Vec<String> = [tb.err(), store.err()].into_iter().flatten().collect();
             flow_error(FlowError::Unavailable(problems.join("; ")))
@@ -326,6 +351,22 @@ async fn healthz(app: &App) -> Response<Body> {
     }
 }
 
-fn metrics(app: &App) -> Response<Body> {
-    response::bytes(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(app.metrics.render()))
+/// Prometheus text: the recorded metrics, plus gauges read at scrape time (holds from
+/// TigerBeetle's balances, orders by status from the store's counters).
+async fn metrics_text(app: &App) -> Response<Body> {
+    let mut extra: Vec<(String, i64)> = Vec::new();
+    if let Ok(Ok((classes, goodies))) = tokio::time::timeout(Duration::from_secs(1), app.ledger.inventory(&app.config)).await {
+        let held: u64 = classes.iter().map(|c| c.active_holds).sum();
+        extra.push(("tigerfans_holds_active".into(), held as i64));
+        extra.push(("tigerfans_goodie_holds_active".into(), goodies.active_holds as i64));
+        let sold: u64 = classes.iter().map(|c| c.sold).sum();
+        extra.push(("tigerfans_tickets_sold".into(), sold as i64));
+    }
+    if let Ok(counts) = app.store.order_counts() {
+        for (status, n) in counts {
+            extra.push((format!("tigerfans_orders{{status=\"{}\"}}", status.as_str()), n as i64));
+        }
+    }
+    let extra: Vec<(&str, &str, i64)> = extra.iter().map(|(name, v)| (name.as_str(), "Read at scrape time.", *v)).collect();
+    response::bytes(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(app.metrics.render(&extra)))
 }

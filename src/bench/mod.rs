@@ -1,0 +1,537 @@
+//! `tigerfans bench`: a load generator inside the binary, so any tigerfans server (a Raspberry Pi
+//! at the venue included) can be measured with nothing else installed.
+//!
+//! Each of `--concurrency` workers owns one keep-alive connection and takes operation numbers
+//! from a shared counter until `--total` is reached (or `--duration` is up). Latencies are kept
+//! per worker and merged at the end; the only shared state on the hot path is two atomics.
+
+mod client;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use self::client::Connection;
+use self::stats::{Errors, Latencies, ServerFigures};
+use crate::payment;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Checkout,
+    Webhook,
+    Reserve,
+    Commit,
+    Flow,
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// `http://host:port` of the server.
+    pub base: String,
+    pub phase: Phase,
+    pub total: u64,
+    pub concurrency: usize,
+    /// Share of payments that succeed (the rest fail), in webhook and flow phases.
+    pub succeed_rate: f64,
+    /// Stop each phase after this long even if `total` is not reached.
+    pub duration_s: Option<f64>,
+    pub json: Option<PathBuf>,
+    pub secret: String,
+    pub cls: String,
+    /// Threads of the generator's own runtime.
+    pub threads: usize,
+}
+
+/// Bounds that keep a typo from starting a runaway load.
+pub const CONCURRENCY_MAX: usize = 16_384;
+pub const TOTAL_MAX: u64 = 100_000_000;
+/// A flow polls its order at most this often before counting it as an error.
+pub const FLOW_POLLS_MAX: u32 = 100;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub phase: String,
+    pub total: u64,
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub wall_s: f64,
+    /// Successful operations per second.
+    pub throughput: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub concurrency: usize,
+    pub tb_batch_avg: Option<f64>,
+    pub store_commit_avg: Option<f64>,
+    pub server_rss_bytes: Option<f64>,
+    /// CPU seconds the generator itself spent, per second of wall time.
+    pub generator_cpu_cores: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tigerfans_version: &'static str,
+    pub server_version: Option<String>,
+    pub base: String,
+    pub machine: Machine,
+    pub phases: Vec<PhaseReport>,
+}
+
+/// What a checkout created, for the webhook phase.
+#[derive(Debug, Clone, Deserialize)]
+struct Checkout {
+    order_id: String,
+    redirect_url: String,
+    amount: u64,
+    currency: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Reserved {
+    tb_transfer_id: String,
+    goodie_tb_transfer_id: Option<String>,
+}
+
+#[derive(Default)]
+struct WorkerOut {
+    latencies_us: Vec<u32>,
+    errors: Errors,
+    ok: u64,
+    checkouts: Vec<Checkout>,
+    reserved: Vec<Reserved>,
+}
+
+/// Inputs of a phase and its shared progress counters.
+struct PhaseInput {
+    kind: Phase,
+    total: u64,
+    deadline: Option<Instant>,
+    next: AtomicU64,
+    done_ok: AtomicU64,
+    done_err: AtomicU64,
+    checkouts: Vec<Checkout>,
+    reserved: Vec<Reserved>,
+    options: BenchOptions,
+    run_id: String,
+}
+
+pub fn run(options: BenchOptions) -> anyhow::Result<()> {
+    if !(1..=CONCURRENCY_MAX).contains(&options.concurrency) {
+        bail!("--concurrency must be between 1 and {CONCURRENCY_MAX}");
+    }
+    if !(1..=TOTAL_MAX).contains(&options.total) {
+        bail!("--total must be between 1 and {TOTAL_MAX}");
+    }
+    if !(0.0..=1.0).contains(&options.succeed_rate) {
+        bail!("--succeed-rate must be between 0 and 1");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads.max(1))
+        .enable_all()
+        .build()
+        .context("building the generator's runtime")?;
+    runtime.block_on(run_async(options))
+}
+
+fn authority(base: &str) -> anyhow::Result<String> {
+    let rest = base.strip_prefix("http://").context("--base must start with http://")?;
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') {
+        bail!("--base must look like http://host:port");
+    }
+    Ok(if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") })
+}
+
+async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
+    let authority = authority(&options.base)?;
+    let mut probe = Connection::new(&authority);
+    let health = probe
+        .request(Method::GET, "/healthz", &[], Bytes::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("{} is not reachable: {e}", options.base))?;
+    if health.status != StatusCode::OK {
+        bail!("{} is not healthy: {}", options.base, String::from_utf8_lossy(&health.body));
+    }
+    let server_version = serde_json::from_slice::<serde_json::Value>(&health.body)
+        .ok()
+        .and_then(|v| v["version"].as_str().map(str::to_string));
+
+    let phases: Vec<Phase> = match options.phase {
+        Phase::All => vec![Phase::Checkout, Phase::Webhook, Phase::Reserve, Phase::Commit, Phase::Flow],
+        // Webhooks need sessions and commits need holds: make them first, and report them too.
+        Phase::Webhook => vec![Phase::Checkout, Phase::Webhook],
+        Phase::Commit => vec![Phase::Reserve, Phase::Commit],
+        one => vec![one],
+    };
+    let run_id = format!("{:x}", crate::flow::now_ms());
+    let mut report = Report {
+        tigerfans_version: env!("CARGO_PKG_VERSION"),
+        server_version,
+        base: options.base.clone(),
+        machine: machine(),
+        phases: Vec::new(),
+    };
+    let mut checkouts = Vec::new();
+    let mut reserved = Vec::new();
+    print_header();
+    for kind in phases {
+        let total = match kind {
+            Phase::Webhook => checkouts.len() as u64,
+            Phase::Commit => reserved.len() as u64,
+            _ => options.total,
+        };
+        if total == 0 {
+            eprintln!("[{kind:?}] nothing to do (the phase before it created nothing)");
+            continue;
+        }
+        let input = Arc::new(PhaseInput {
+            kind,
+            total,
+            deadline: options.duration_s.map(|s| Instant::now() + Duration::from_secs_f64(s)),
+            next: AtomicU64::new(0),
+            done_ok: AtomicU64::new(0),
+            done_err: AtomicU64::new(0),
+            checkouts: if kind == Phase::Webhook { std::mem::take(&mut checkouts) } else { Vec::new() },
+            reserved: if kind == Phase::Commit { std::mem::take(&mut reserved) } else { Vec::new() },
+            options: options.clone(),
+            run_id: run_id.clone(),
+        });
+        let before = server_figures(&mut probe).await;
+        let (phase_report, out) = run_phase(&authority, input).await;
+        let after = server_figures(&mut probe).await;
+        let mut phase_report = phase_report;
+        if let (Some(b), Some(a)) = (before, after) {
+            phase_report.tb_batch_avg = stats::average(b.tb_transfers, a.tb_transfers, b.tb_calls, a.tb_calls);
+            phase_report.store_commit_avg =
+                stats::average(b.store_writes, a.store_writes, b.store_commits, a.store_commits);
+            phase_report.server_rss_bytes = (a.rss_bytes > 0.0).then_some(a.rss_bytes);
+        }
+        print_row(&phase_report);
+        report.phases.push(phase_report);
+        checkouts.extend(out.checkouts);
+        reserved.extend(out.reserved);
+    }
+    print_footer(&report);
+    if let Some(path) = &options.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+async fn server_figures(probe: &mut Connection) -> Option<ServerFigures> {
+    let answer = probe.request(Method::GET, "/metrics", &[], Bytes::new()).await.ok()?;
+    (answer.status == StatusCode::OK).then(|| stats::parse_metrics(&String::from_utf8_lossy(&answer.body)))
+}
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+async fn run_phase(authority: &str, input: Arc<PhaseInput>) -> (PhaseReport, WorkerOut) {
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let finished = Arc::new(AtomicBool::new(false));
+    let progress = tokio::spawn(progress(input.clone(), finished.clone()));
+    let mut workers = Vec::with_capacity(input.options.concurrency);
+    for _ in 0..input.options.concurrency.min(input.total as usize) {
+        let (input, authority) = (input.clone(), authority.to_string());
+        workers.push(tokio::spawn(async move { worker(input, Connection::new(&authority)).await }));
+    }
+    let mut merged = WorkerOut::default();
+    let mut latencies = Latencies::default();
+    for worker in workers {
+        let out = worker.await.expect("bench worker panicked");
+        latencies.extend(out.latencies_us);
+        stats::merge_errors(&mut merged.errors, out.errors);
+        merged.ok += out.ok;
+        merged.checkouts.extend(out.checkouts);
+        merged.reserved.extend(out.reserved);
+    }
+    let wall_s = started.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds() - cpu_before;
+    finished.store(true, Relaxed);
+    let _ = progress.await;
+    let percentiles = latencies.percentiles_ms(&[50.0, 90.0, 99.0, 100.0]);
+    let errors_total: u64 = merged.errors.values().sum();
+    let report = PhaseReport {
+        phase: format!("{:?}", input.kind).to_lowercase(),
+        total: merged.ok + errors_total,
+        ok: merged.ok,
+        errors: merged.errors.clone(),
+        wall_s,
+        throughput: merged.ok as f64 / wall_s,
+        p50_ms: percentiles[0],
+        p90_ms: percentiles[1],
+        p99_ms: percentiles[2],
+        max_ms: percentiles[3],
+        concurrency: input.options.concurrency,
+        tb_batch_avg: None,
+        store_commit_avg: None,
+        server_rss_bytes: None,
+        generator_cpu_cores: cpu_s / wall_s,
+    };
+    (report, merged)
+}
+
+async fn progress(input: Arc<PhaseInput>, finished: Arc<AtomicBool>) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while !finished.load(Relaxed) {
+        tick.tick().await;
+        let ok = input.done_ok.load(Relaxed);
+        let err = input.done_err.load(Relaxed);
+        eprintln!(
+            "  [{:?}] {}/{} ok {} errors {} ({:.0} ops/s)",
+            input.kind,
+            ok + err,
+            input.total,
+            ok,
+            err,
+            ok as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn succeeds(index: u64, rate: f64) -> bool {
+    // A fixed spread (Knuth's multiplicative hash) instead of randomness: runs are repeatable.
+    ((index.wrapping_mul(2_654_435_761) % 1000) as f64) < rate * 1000.0
+}
+
+async fn worker(input: Arc<PhaseInput>, mut connection: Connection) -> WorkerOut {
+    let mut out = WorkerOut::default();
+    loop {
+        let index = input.next.fetch_add(1, Relaxed);
+        if index >= input.total || input.deadline.is_some_and(|d| Instant::now() >= d) {
+            return out;
+        }
+        let started = Instant::now();
+        let result = match input.kind {
+            Phase::Checkout => checkout(&mut connection, &input, index).await.map(|c| out.checkouts.push(c)),
+            Phase::Webhook => webhook(&mut connection, &input, index).await,
+            Phase::Reserve => reserve(&mut connection, &input).await.map(|r| out.reserved.push(r)),
+            Phase::Commit => commit(&mut connection, &input, index).await,
+            Phase::Flow => flow(&mut connection, &input, index).await,
+            Phase::All => unreachable!("all is expanded into phases"),
+        };
+        let elapsed_us = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+        match result {
+            Ok(()) => {
+                out.ok += 1;
+                out.latencies_us.push(elapsed_us);
+                input.done_ok.fetch_add(1, Relaxed);
+            }
+            Err(kind) => {
+                *out.errors.entry(kind).or_default() += 1;
+                input.done_err.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+fn expect(status: StatusCode, expected: StatusCode, body: &[u8]) -> Result<(), String> {
+    if status == expected {
+        return Ok(());
+    }
+    let detail = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    Err(format!("HTTP {} {}", status.as_u16(), detail).trim_end().to_string())
+}
+
+async fn checkout(connection: &mut Connection, input: &PhaseInput, index: u64) -> Result<Checkout, String> {
+    let body = format!(r#"{{"cls":"{}","customer_email":"bench{index}@example.com"}}"#, input.options.cls);
+    let answer = connection
+        .request(Method::POST, "/api/checkout", &[("content-type", "application/json")], Bytes::from(body))
+        .await?;
+    expect(answer.status, StatusCode::OK, &answer.body)?;
+    serde_json::from_slice(&answer.body).map_err(|e| format!("bad checkout JSON: {e}"))
+}
+
+async fn webhook(connection: &mut Connection, input: &PhaseInput, index: u64) -> Result<(), String> {
+    let session = &input.checkouts[index as usize];
+    let kind = if succeeds(index, input.options.succeed_rate) { "succeeded" } else { "failed" };
+    let body = format!(
+        r#"{{"type":"payment.{kind}","payment_session_id":"{}","order_id":"{}","amount":{},"currency":"{}","created_at":"{}","idempotency_key":"bench-{}-{index}"}}"#,
+        session.redirect_url.trim_start_matches("/mockpay/"),
+        session.order_id,
+        session.amount,
+        session.currency,
+        crate::flow::rfc3339_ms(crate::flow::now_ms()),
+        input.run_id,
+    );
+    let signature = payment::sign(input.options.secret.as_bytes(), body.as_bytes());
+    let answer = connection
+        .request(
+            Method::POST,
+            "/payments/webhook",
+            &[("content-type", "application/json"), (payment::SIGNATURE_HEADER, &signature)],
+            Bytes::from(body),
+        )
+        .await?;
+    expect(answer.status, StatusCode::OK, &answer.body)
+}
+
+async fn reserve(connection: &mut Connection, input: &PhaseInput) -> Result<Reserved, String> {
+    let path = format!("/api/accounting/reserve?cls={}", input.options.cls);
+    let answer = connection.request(Method::GET, &path, &[], Bytes::new()).await?;
+    expect(answer.status, StatusCode::OK, &answer.body)?;
+    serde_json::from_slice(&answer.body).map_err(|e| format!("bad reserve JSON: {e}"))
+}
+
+async fn commit(connection: &mut Connection, input: &PhaseInput, index: u64) -> Result<(), String> {
+    let reserved = &input.reserved[index as usize];
+    let mut path = format!("/api/accounting/commit?tb_transfer_id={}", reserved.tb_transfer_id);
+    if let Some(goodie) = &reserved.goodie_tb_transfer_id {
+        path.push_str("&goodie_tb_transfer_id=");
+        path.push_str(goodie);
+    }
+    let answer = connection.request(Method::GET, &path, &[], Bytes::new()).await?;
+    expect(answer.status, StatusCode::OK, &answer.body)
+}
+
+/// What a browser does: checkout, press a MockPay button, poll the order until it is final.
+async fn flow(connection: &mut Connection, input: &PhaseInput, index: u64) -> Result<(), String> {
+    let created = checkout(connection, input, index).await?;
+    let t = if succeeds(index, input.options.succeed_rate) { "t=succeeded" } else { "t=failed" };
+    let emit = format!("{}/emit", created.redirect_url);
+    let answer = connection
+        .request(
+            Method::POST,
+            &emit,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from_static(t.as_bytes()),
+        )
+        .await?;
+    expect(answer.status, StatusCode::SEE_OTHER, &answer.body)?;
+    let order_path = format!("/api/orders/{}", created.order_id);
+    for _ in 0..FLOW_POLLS_MAX {
+        let answer = connection.request(Method::GET, &order_path, &[], Bytes::new()).await?;
+        expect(answer.status, StatusCode::OK, &answer.body)?;
+        #[derive(Deserialize)]
+        struct Status<'a> {
+            status: &'a str,
+        }
+        let order: Status = serde_json::from_slice(&answer.body).map_err(|e| format!("bad order JSON: {e}"))?;
+        if order.status != "PENDING" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err("order not final after polling".to_string())
+}
+
+fn machine() -> Machine {
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    Machine { cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), cpu_model, kernel }
+}
+
+fn print_header() {
+    println!(
+        "{:<9} {:>9} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>8} {:>9}",
+        "phase", "total", "ok", "errors", "wall_s", "ops/s", "p50ms", "p90ms", "p99ms", "maxms", "tb_batch", "commit", "rss_MiB", "gen_cores"
+    );
+}
+
+fn print_row(r: &PhaseReport) {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{:<9} {:>9} {:>9} {:>7} {:>7.2} {:>9.0} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>8} {:>7} {:>8} {:>9.2}",
+        r.phase,
+        r.total,
+        r.ok,
+        r.errors.values().sum::<u64>(),
+        r.wall_s,
+        r.throughput,
+        r.p50_ms,
+        r.p90_ms,
+        r.p99_ms,
+        r.max_ms,
+        opt(r.tb_batch_avg),
+        opt(r.store_commit_avg),
+        opt(r.server_rss_bytes.map(|b| b / 1024.0 / 1024.0)),
+        r.generator_cpu_cores,
+    );
+    for (kind, n) in &r.errors {
+        println!("  error: {kind}: {n}");
+    }
+}
+
+fn print_footer(report: &Report) {
+    println!(
+        "machine: {} cores, {}; kernel {}; tigerfans {} (server {})",
+        report.machine.cores,
+        report.machine.cpu_model,
+        report.machine.kernel,
+        report.tigerfans_version,
+        report.server_version.as_deref().unwrap_or("unknown")
+    );
+    for r in &report.phases {
+        if r.throughput > 0.0 {
+            println!(
+                "  generator CPU for {}: {:.2} cores at {:.0} ops/s = {:.2} cores per 10k ops/s",
+                r.phase,
+                r.generator_cpu_cores,
+                r.throughput,
+                r.generator_cpu_cores / (r.throughput / 10_000.0)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(authority("http://127.0.0.1:8000").unwrap(), "127.0.0.1:8000");
+        assert_eq!(authority("http://pi.local/").unwrap(), "pi.local:80");
+        assert!(authority("https://x").is_err());
+        assert!(authority("http://x/y").is_err());
+    }
+
+    #[test]
+    fn succeed_rate_is_respected_roughly() {
+        let n = (0..10_000).filter(|&i| succeeds(i, 0.7)).count();
+        assert!((6_800..7_200).contains(&n), "{n}");
+        assert_eq!((0..1000).filter(|&i| succeeds(i, 1.0)).count(), 1000);
+        assert_eq!((0..1000).filter(|&i| succeeds(i, 0.0)).count(), 0);
+    }
+}

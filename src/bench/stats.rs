@@ -1,0 +1,104 @@
+//! Latency percentiles, error tallies, and the server's own figures read from `/metrics`.
+
+use std::collections::BTreeMap;
+
+/// Latencies of one phase in microseconds, merged from every worker.
+#[derive(Default)]
+pub struct Latencies {
+    samples_us: Vec<u32>,
+}
+
+impl Latencies {
+    pub fn extend(&mut self, other: Vec<u32>) {
+        self.samples_us.extend(other);
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples_us.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples_us.is_empty()
+    }
+
+    /// Percentiles in milliseconds (nearest rank), after sorting once.
+    pub fn percentiles_ms(&mut self, ps: &[f64]) -> Vec<f64> {
+        self.samples_us.sort_unstable();
+        ps.iter()
+            .map(|p| {
+                if self.samples_us.is_empty() {
+                    return 0.0;
+                }
+                let rank = ((p / 100.0) * self.samples_us.len() as f64).ceil() as usize;
+                let index = rank.clamp(1, self.samples_us.len()) - 1;
+                f64::from(self.samples_us[index]) / 1000.0
+            })
+            .collect()
+    }
+}
+
+pub type Errors = BTreeMap<String, u64>;
+
+pub fn merge_errors(into: &mut Errors, from: Errors) {
+    for (kind, n) in from {
+        *into.entry(kind).or_default() += n;
+    }
+}
+
+/// The server figures the benchmark reports, from Prometheus text.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServerFigures {
+    pub tb_transfers: f64,
+    pub tb_calls: f64,
+    pub store_writes: f64,
+    pub store_commits: f64,
+    pub rss_bytes: f64,
+}
+
+pub fn parse_metrics(text: &str) -> ServerFigures {
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.trim().parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
+    };
+    ServerFigures {
+        tb_transfers: value("tigerfans_tb_batch_transfers_sum"),
+        tb_calls: value("tigerfans_tb_batch_transfers_count"),
+        store_writes: value("tigerfans_store_commit_writes_sum"),
+        store_commits: value("tigerfans_store_commit_writes_count"),
+        rss_bytes: value("process_resident_memory_bytes"),
+    }
+}
+
+/// Average size over a phase: (sum after - sum before) / (count after - count before).
+pub fn average(sum_before: f64, sum_after: f64, count_before: f64, count_after: f64) -> Option<f64> {
+    let calls = count_after - count_before;
+    (calls > 0.0).then(|| (sum_after - sum_before) / calls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut l = Latencies::default();
+        l.extend((1..=100).map(|ms| ms * 1000).collect());
+        assert_eq!(l.percentiles_ms(&[50.0, 90.0, 99.0, 100.0]), vec![50.0, 90.0, 99.0, 100.0]);
+        assert_eq!(Latencies::default().percentiles_ms(&[50.0]), vec![0.0]);
+    }
+
+    #[test]
+    fn metrics_are_read_by_exact_name() {
+        let text = "tigerfans_tb_batch_transfers_sum 300\ntigerfans_tb_batch_transfers_count 3\nprocess_resident_memory_bytes 1024\n";
+        let f = parse_metrics(text);
+        assert_eq!(f.tb_transfers, 300.0);
+        assert_eq!(f.tb_calls, 3.0);
+        assert_eq!(f.rss_bytes, 1024.0);
+        assert_eq!(average(0.0, 300.0, 0.0, 3.0), Some(100.0));
+        assert_eq!(average(1.0, 1.0, 2.0, 2.0), None);
+    }
+}
