@@ -28,6 +28,8 @@ pub struct ServeOptions {
     pub tigerbeetle_bin: PathBuf,
     pub tb_cache_grid: String,
     pub tb_timeout_ms: u64,
+    /// TigerBeetle clients (batcher lanes), each with one request in flight.
+    pub tb_clients: usize,
     pub config: Config,
     pub http: HttpLimits,
     /// How often expired holds are looked for.
@@ -76,7 +78,11 @@ async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> a
     let (store, writer) = Store::open(&options.data_dir.join("tigerfans.redb"), metrics.clone())?;
 
     // 3. The batcher, the app, the sweeper.
-    let batcher = Batcher::spawn(ledger.clone(), BatcherOptions::default(), metrics.clone());
+    let mut lanes = vec![ledger.clone()];
+    for _ in 1..options.tb_clients {
+        lanes.push(Arc::new(Ledger::connect(options.tb_cluster, addresses)?));
+    }
+    let batcher = Batcher::spawn_lanes(lanes, BatcherOptions::default(), metrics.clone());
     let app = Arc::new(App {
         config: options.config.clone(),
         ledger,

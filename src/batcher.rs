@@ -73,12 +73,23 @@ impl Default for BatcherOptions {
 }
 
 impl Batcher {
-    /// Starts the batching task on the current tokio runtime.
+    /// Starts the batching task on the current tokio runtime, with one TigerBeetle client.
     pub fn spawn<B: Backend>(backend: Arc<B>, options: BatcherOptions, metrics: Arc<Metrics>) -> Batcher {
+        Batcher::spawn_lanes(vec![backend], options, metrics)
+    }
+
+    /// Starts one lane per backend (each its own TigerBeetle client, so each can have a request
+    /// in flight: the replica pipelines them). Lanes take turns draining the one queue, so a
+    /// submission still goes out whole, in one batch, exactly once.
+    pub fn spawn_lanes<B: Backend>(backends: Vec<Arc<B>>, options: BatcherOptions, metrics: Arc<Metrics>) -> Batcher {
+        assert!(!backends.is_empty());
         assert!(options.queue_submissions_max > 0);
         assert!(options.batch_transfers_max > 0 && options.batch_transfers_max <= BATCH_TRANSFERS_MAX);
         let (queue, receiver) = mpsc::channel(options.queue_submissions_max);
-        tokio::spawn(run(backend, receiver, options.batch_transfers_max, metrics));
+        let intake = Arc::new(tokio::sync::Mutex::new(Intake { receiver, carried: None }));
+        for backend in backends {
+            tokio::spawn(lane(backend, intake.clone(), options.batch_transfers_max, metrics.clone()));
+        }
         Batcher { queue, batch_transfers_max: options.batch_transfers_max }
     }
 
@@ -96,39 +107,49 @@ impl Batcher {
     }
 }
 
-async fn run<B: Backend>(
+/// The queue's receiving end, shared by the lanes. `carried` is a submission that did not fit
+/// in the previous batch; it opens the next one.
+struct Intake {
+    receiver: mpsc::Receiver<Submission>,
+    carried: Option<Submission>,
+}
+
+type Owner = (oneshot::Sender<Result<Vec<TransferResult>, BatchError>>, usize, usize);
+
+async fn lane<B: Backend>(
     backend: Arc<B>,
-    mut receiver: mpsc::Receiver<Submission>,
+    intake: Arc<tokio::sync::Mutex<Intake>>,
     batch_transfers_max: usize,
     metrics: Arc<Metrics>,
 ) {
-    // A submission that did not fit in the previous batch opens the next one.
-    let mut carried: Option<Submission> = None;
-    let mut batch: Vec<Transfer> = Vec::with_capacity(batch_transfers_max);
-    let mut owners: Vec<(oneshot::Sender<Result<Vec<TransferResult>, BatchError>>, usize, usize)> =
-        Vec::new();
+    let mut owners: Vec<Owner> = Vec::new();
     loop {
-        let first = match carried.take() {
-            Some(submission) => submission,
-            None => match receiver.recv().await {
+        let mut batch: Vec<Transfer> = Vec::with_capacity(batch_transfers_max);
+        {
+            let mut intake = intake.lock().await;
+            let intake = &mut *intake;
+            let first = match intake.carried.take() {
                 Some(submission) => submission,
-                None => return,
-            },
-        };
-        debug_assert!(batch.is_empty() && owners.is_empty());
-        owners.push((first.reply, 0, first.transfers.len()));
-        batch.extend_from_slice(&first.transfers);
-        while batch.len() < batch_transfers_max {
-            match receiver.try_recv() {
-                Ok(next) => {
-                    if batch.len() + next.transfers.len() > batch_transfers_max {
-                        carried = Some(next);
-                        break;
+                None => match intake.receiver.recv().await {
+                    Some(submission) => submission,
+                    None => return,
+                },
+            };
+            debug_assert!(owners.is_empty());
+            owners.push((first.reply, 0, first.transfers.len()));
+            batch.extend_from_slice(&first.transfers);
+            while batch.len() < batch_transfers_max {
+                match intake.receiver.try_recv() {
+                    Ok(next) => {
+                        if batch.len() + next.transfers.len() > batch_transfers_max {
+                            intake.carried = Some(next);
+                            break;
+                        }
+                        owners.push((next.reply, batch.len(), next.transfers.len()));
+                        batch.extend_from_slice(&next.transfers);
                     }
-                    owners.push((next.reply, batch.len(), next.transfers.len()));
-                    batch.extend_from_slice(&next.transfers);
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
         }
         assert!(batch.len() <= batch_transfers_max);
@@ -136,37 +157,40 @@ async fn run<B: Backend>(
         let batch_len = batch.len();
         let started = std::time::Instant::now();
         metrics.tb_in_flight.inc();
-        let outcome = backend.create_transfers(std::mem::take(&mut batch)).await;
+        let outcome = backend.create_transfers(batch).await;
         metrics.tb_in_flight.dec();
         metrics.tb_batch_transfers.observe(batch_len as u64);
         metrics.tb_call_us.observe(started.elapsed().as_micros() as u64);
-        batch = Vec::with_capacity(batch_transfers_max);
+        route(outcome, &mut owners, batch_len);
+    }
+}
 
-        match outcome {
-            Ok(failures) => {
-                // Sparse results are sorted by index; walk them alongside the owners.
-                let mut failures = failures.into_iter().peekable();
-                for (reply, start, len) in owners.drain(..) {
-                    let mut results = vec![TransferResult::Created; len];
-                    while let Some(&(index, code)) = failures.peek() {
-                        let index = index as usize;
-                        assert!(index < batch_len, "result index {index} beyond batch {batch_len}");
-                        if index >= start + len {
-                            break;
-                        }
-                        assert!(index >= start, "results out of order");
-                        results[index - start] = TransferResult::from_code(code);
-                        failures.next();
+/// Hands each submitter its own slice of the batch's results.
+fn route(outcome: Result<Vec<(u32, u32)>, String>, owners: &mut Vec<Owner>, batch_len: usize) {
+    match outcome {
+        Ok(failures) => {
+            // Sparse results are sorted by index; walk them alongside the owners.
+            let mut failures = failures.into_iter().peekable();
+            for (reply, start, len) in owners.drain(..) {
+                let mut results = vec![TransferResult::Created; len];
+                while let Some(&(index, code)) = failures.peek() {
+                    let index = index as usize;
+                    assert!(index < batch_len, "result index {index} beyond batch {batch_len}");
+                    if index >= start + len {
+                        break;
                     }
-                    // The submitter may have timed out and gone: nothing to do then.
-                    let _ = reply.send(Ok(results));
+                    assert!(index >= start, "results out of order");
+                    results[index - start] = TransferResult::from_code(code);
+                    failures.next();
                 }
-                assert!(failures.next().is_none(), "unrouted results");
+                // The submitter may have timed out and gone: nothing to do then.
+                let _ = reply.send(Ok(results));
             }
-            Err(why) => {
-                for (reply, _, _) in owners.drain(..) {
-                    let _ = reply.send(Err(BatchError::Unavailable(why.clone())));
-                }
+            assert!(failures.next().is_none(), "unrouted results");
+        }
+        Err(why) => {
+            for (reply, _, _) in owners.drain(..) {
+                let _ = reply.send(Err(BatchError::Unavailable(why.clone())));
             }
         }
     }
@@ -230,6 +254,30 @@ mod tests {
         async fn create_transfers(&self, _: Vec<Transfer>) -> Result<Vec<(u32, u32)>, String> {
             Err("replica down".into())
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lanes_share_one_queue_without_losing_or_duplicating() {
+        let fakes: Vec<Arc<Fake>> = (0..3).map(|_| Arc::new(Fake { sizes: Mutex::new(Vec::new()) })).collect();
+        let options = BatcherOptions { queue_submissions_max: 10_000, batch_transfers_max: 16 };
+        let batcher = Batcher::spawn_lanes(fakes.clone(), options, Arc::new(Metrics::default()));
+        let mut tasks = Vec::new();
+        for submitter in 0..300u128 {
+            let batcher = batcher.clone();
+            tasks.push(tokio::spawn(async move {
+                let ids: Vec<u128> = (0..3).map(|i| submitter * 10 + i + 1).collect();
+                let results = batcher.submit(ids.iter().map(|&id| Transfer::new(id)).collect()).await.unwrap();
+                for (id, result) in ids.iter().zip(results) {
+                    assert_eq!(result == TransferResult::ExceedsCredits, id % 7 == 0);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let total: usize = fakes.iter().map(|f| f.sizes.lock().unwrap().iter().sum::<usize>()).sum();
+        assert_eq!(total, 900, "every transfer sent exactly once");
+        assert!(fakes.iter().filter(|f| !f.sizes.lock().unwrap().is_empty()).count() >= 2, "lanes shared the load");
     }
 
     #[tokio::test]

@@ -103,6 +103,9 @@ struct ServeArgs {
     /// A request waits this long for TigerBeetle before answering 503.
     #[arg(long, env = "TIGERFANS_TB_TIMEOUT_MS", default_value_t = 5000)]
     tb_timeout_ms: u64,
+    /// TigerBeetle clients the batcher spreads batches over (each has one request in flight).
+    #[arg(long, env = "TIGERFANS_TB_CLIENTS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    tb_clients: u8,
     /// Event configuration (TOML or JSON). Default: the built-in demo event.
     #[arg(long, env = "TIGERFANS_CONFIG")]
     config: Option<PathBuf>,
@@ -153,6 +156,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tigerbeetle_bin: args.tigerbeetle_bin.clone().unwrap_or_else(default_tigerbeetle_bin),
         tb_cache_grid: args.tb_cache_grid.clone(),
         tb_timeout_ms: args.tb_timeout_ms,
+        tb_clients: usize::from(args.tb_clients),
         config,
         http: HttpLimits { connections_max: args.max_connections, ..HttpLimits::default() },
         sweep_interval_ms: 250,

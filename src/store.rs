@@ -121,13 +121,29 @@ pub struct Outcome {
 
 #[derive(Debug)]
 pub enum Write {
-    /// A new session and its PENDING order.
-    Checkout { session: Session, order: Order },
+    /// A new session and its PENDING order, already encoded by the handler (encoding is spread
+    /// over all cores; the single writer thread only inserts).
+    Checkout { psid: String, order_id: String, expires_at_ms: u64, session: Vec<u8>, order: Vec<u8> },
     /// A payment event's outcome: applied only if the order is still open and the event is new.
     /// `outcome: None` records the event without changing the order (it lost a race).
-    Payment { order_id: String, event_key: String, outcome: Option<Outcome> },
+    Payment { order_id: String, expires_at_ms: u64, event_key: String, outcome: Option<Outcome> },
     /// The sweeper: marks these orders EXPIRED if they are still PENDING.
     Expire { due: Vec<(u64, String)> },
+}
+
+impl Write {
+    pub fn checkout(session: &Session, order: &Order) -> Write {
+        assert_eq!(session.order_id, order.order_id);
+        assert_eq!(session.psid, order.psid);
+        assert_eq!(order.status, OrderStatus::Pending);
+        Write::Checkout {
+            psid: session.psid.clone(),
+            order_id: order.order_id.clone(),
+            expires_at_ms: session.expires_at_ms,
+            session: serde_json::to_vec(session).expect("sessions encode"),
+            order: serde_json::to_vec(order).expect("orders encode"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +243,26 @@ impl Store {
         })
     }
 
+    /// What a webhook needs, from one snapshot: was the event seen, the session, its order.
+    pub fn payment_context(&self, event_key: &str, psid: &str) -> anyhow::Result<(bool, Option<Session>, Option<Order>)> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(EVENTS)?.get(event_key)?.is_some() {
+            return Ok((true, None, None));
+        }
+        let session: Option<Session> = match tx.open_table(SESSIONS)?.get(psid)? {
+            Some(v) => Some(serde_json::from_slice(v.value()).context("decoding session")?),
+            None => None,
+        };
+        let order = match &session {
+            Some(session) => match tx.open_table(ORDERS)?.get(session.order_id.as_str())? {
+                Some(v) => Some(serde_json::from_slice(v.value()).context("decoding order")?),
+                None => None,
+            },
+            None => None,
+        };
+        Ok((false, session, order))
+    }
+
     pub fn event_seen(&self, event_key: &str) -> anyhow::Result<bool> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(EVENTS)?;
@@ -319,16 +355,14 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
         let mut expiry = tx.open_table(EXPIRY)?;
         for (write, _) in group {
             let result = match write {
-                Write::Checkout { session, order } => {
-                    assert_eq!(session.order_id, order.order_id);
-                    assert_eq!(order.status, OrderStatus::Pending);
-                    sessions.insert(session.psid.as_str(), serde_json::to_vec(session)?.as_slice())?;
-                    orders.insert(order.order_id.as_str(), serde_json::to_vec(order)?.as_slice())?;
-                    expiry.insert((session.expires_at_ms, order.order_id.as_str()), ())?;
+                Write::Checkout { psid, order_id, expires_at_ms, session, order } => {
+                    sessions.insert(psid.as_str(), session.as_slice())?;
+                    orders.insert(order_id.as_str(), order.as_slice())?;
+                    expiry.insert((*expires_at_ms, order_id.as_str()), ())?;
                     deltas[OrderStatus::Pending.index()] += 1;
                     WriteResult::Done
                 }
-                Write::Payment { order_id, event_key, outcome } => {
+                Write::Payment { order_id, expires_at_ms, event_key, outcome } => {
                     if events.get(event_key.as_str())?.is_some() {
                         WriteResult::Replay
                     } else {
@@ -347,10 +381,7 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                                     order.ticket_code = outcome.ticket_code.clone();
                                     order.got_goodie = outcome.got_goodie;
                                     orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
-                                    if let Some(session) = sessions.get(order.psid.as_str())? {
-                                        let session: Session = serde_json::from_slice(session.value())?;
-                                        expiry.remove((session.expires_at_ms, order_id.as_str()))?;
-                                    }
+                                    expiry.remove((*expires_at_ms, order_id.as_str()))?;
                                 }
                                 events.insert(event_key.as_str(), order_id.as_str())?;
                                 WriteResult::Order(order.status)
