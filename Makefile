@@ -1,11 +1,13 @@
 # The two commands of the README:
 #   make run   builds everything and starts the appliance on http://127.0.0.1:8000
-#   make test  runs the whole test suite (against a real TigerBeetle replica)
+#   make test  runs the whole test suite: cargo tests against a real TigerBeetle replica, then the
+#              Raspberry Pi bundles (cross-built, checked under qemu and run natively) and the
+#              systemd units and install.sh
 # Both install what they need first (scripts/bootstrap.sh skips what is already there).
 
 CARGO ?= cargo
 
-.PHONY: run test bootstrap build clean-data
+.PHONY: run test test-cargo test-dist dist bootstrap build bench clean-data
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -16,8 +18,24 @@ build: bootstrap
 run: build
 	./target/release/tigerfans serve --tigerbeetle-bin tools/bin/tigerbeetle
 
-test: bootstrap
+test: test-cargo test-dist
+
+test-cargo: bootstrap
+	./scripts/test-deps.sh
 	$(CARGO) test --locked --all-targets
+
+# dist/tigerfans-VERSION-{aarch64,x86_64}-linux.tar.gz
+dist: bootstrap
+	./cross/build.sh
+
+test-dist: dist build
+	./cross/test-bundle.sh
+	TIGERFANS_BIN=target/release/tigerfans ./cross/test-packaging.sh
+
+# Against a running server: make bench BASE=http://127.0.0.1:8000
+BASE ?= http://127.0.0.1:8000
+bench: build
+	./target/release/tigerfans bench --base $(BASE) --phase all --total 100000 --concurrency 256 --json bench-results.json
 
 clean-data:
 	rm -rf data

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::admin::Admin;
 use crate::batcher::{Batcher, BatcherOptions};
 use crate::config::Config;
 use crate::flow::App;
@@ -83,6 +84,12 @@ async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> a
         lanes.push(Arc::new(Ledger::connect(options.tb_cluster, addresses)?));
     }
     let batcher = Batcher::spawn_lanes(lanes, BatcherOptions::default(), metrics.clone());
+    let admin = Admin::load_or_create(
+        &options.data_dir,
+        &options.config.admin_user,
+        options.config.admin_password.as_deref(),
+    )?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let app = Arc::new(App {
         config: options.config.clone(),
         ledger,
@@ -90,8 +97,9 @@ async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> a
         store,
         metrics,
         tb_timeout: Duration::from_millis(options.tb_timeout_ms),
+        admin,
+        shutdown: shutdown_rx.clone(),
     });
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let sweeper = tokio::spawn(sweep(app.clone(), options.sweep_interval_ms, shutdown_rx.clone()));
 
     // 4. HTTP until a signal.

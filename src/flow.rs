@@ -9,7 +9,7 @@
 //!   the same derived ids answer `exists` and the store catches up.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tigerbeetle_unofficial as tb;
 
@@ -17,7 +17,7 @@ use crate::accounting::{self, Resource, TransferResult};
 use crate::batcher::{BatchError, Batcher};
 use crate::config::Config;
 use crate::ledger::Ledger;
-use crate::metrics::Metrics;
+use crate::metrics::{stage, Metrics};
 use crate::payment::{self, Event, EventType};
 use crate::store::{Order, OrderStatus, Outcome, Session, Store, StoreError, Write, WriteResult};
 
@@ -30,6 +30,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// How long a request waits for TigerBeetle before answering 503.
     pub tb_timeout: Duration,
+    pub admin: crate::admin::Admin,
+    /// Turns true at shutdown: long-lived streams end so the server can drain.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// A use case's refusal, mapped one-to-one onto an HTTP status by `http`.
@@ -146,6 +149,7 @@ impl App {
 
     /// Places a ticket hold and a goodie hold, then records the session and its PENDING order.
     pub async fn checkout(&self, cls: &str, email: &str) -> Result<CheckoutOk, FlowError> {
+        let mut clock = Instant::now();
         let class = self
             .config
             .class(cls)
@@ -158,12 +162,14 @@ impl App {
         let order_num = tb::id();
         let ticket_hold_id = tb::id();
         let goodie_hold_id = tb::id();
+        self.metrics.stage(stage::CHECKOUT_VALIDATE, &mut clock);
         let results = self
             .transfers(vec![
                 accounting::hold(ledger, Resource::class(&class.id), ticket_hold_id, order_num, timeout_s),
                 accounting::hold(ledger, Resource::GOODIES, goodie_hold_id, order_num, timeout_s),
             ])
             .await?;
+        self.metrics.stage(stage::CHECKOUT_TIGERBEETLE, &mut clock);
         assert_eq!(results.len(), 2);
         let goodie_held = results[1].is_success();
         match results[0] {
@@ -218,6 +224,7 @@ impl App {
             got_goodie: false,
         };
         self.store.write(Write::checkout(&session, &order)).await?;
+        self.metrics.stage(stage::CHECKOUT_STORE, &mut clock);
         self.metrics.checkouts.add(1);
         Ok(CheckoutOk { order_id, psid, amount: class.price_cents, currency: self.config.currency.clone() })
     }
@@ -225,6 +232,7 @@ impl App {
     /// Verifies, then applies a payment provider's event. Idempotent per `idempotency_key`, and
     /// per order: the first valid outcome is final.
     pub async fn payment_event(&self, body: &[u8], signature: Option<&str>) -> Result<PaymentOk, FlowError> {
+        let mut clock = Instant::now();
         let signature = signature.ok_or_else(|| FlowError::BadRequest("missing x-mockpay-signature".into()))?;
         if !payment::verify(self.config.webhook_secret.as_bytes(), body, signature) {
             return Err(FlowError::BadRequest("invalid signature".into()));
@@ -249,14 +257,18 @@ impl App {
         }
         let order = order.ok_or_else(|| FlowError::NotFound("unknown order".into()))?;
 
+        self.metrics.stage(stage::WEBHOOK_VERIFY_READ, &mut clock);
         let outcome = if order.status.is_open() { self.settle(&session, event.kind).await? } else { None };
+        self.metrics.stage(stage::WEBHOOK_TIGERBEETLE, &mut clock);
         let write = Write::Payment {
             order_id: session.order_id.clone(),
             expires_at_ms: session.expires_at_ms,
             event_key: event.idempotency_key,
             outcome,
         };
-        match self.store.write(write).await? {
+        let written = self.store.write(write).await?;
+        self.metrics.stage(stage::WEBHOOK_STORE, &mut clock);
+        match written {
             WriteResult::Order(status) => Ok(PaymentOk::Applied(status)),
             WriteResult::Replay => Ok(PaymentOk::Replay),
             WriteResult::NotFound => Err(FlowError::NotFound("unknown order".into())),
@@ -353,7 +365,7 @@ impl App {
         if due.is_empty() {
             return Ok(0);
         }
-        match self.store.write(Write::Expire { due }).await? {
+        match self.store.write(Write::Expire { due, now_ms: now_ms() }).await? {
             WriteResult::Expired(n) => {
                 self.metrics.expired.add(n as u64);
                 Ok(n)

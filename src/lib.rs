@@ -6,6 +6,7 @@
 //! group-commits the session and the PENDING order → the response leaves after the fsync.
 
 pub mod accounting;
+pub mod admin;
 pub mod appliance;
 pub mod batcher;
 pub mod bench;

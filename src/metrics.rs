@@ -94,9 +94,10 @@ impl Histogram {
 }
 
 /// The routes requests are counted under (a fixed set: labels never grow with input).
-pub const ROUTES: [&str; 15] = [
+pub const ROUTES: [&str; 23] = [
     "page", "mockpay", "emit", "static", "checkout", "webhook", "order", "session", "inventory",
-    "reserve", "commit", "healthz", "metrics", "not_found", "method_not_allowed",
+    "reserve", "commit", "healthz", "metrics", "not_found", "method_not_allowed", "qr", "event",
+    "admin_page", "admin_login", "admin_events", "admin_api", "bench_results", "other",
 ];
 
 /// Status codes counted individually; everything else is counted as its class (`2xx`, ...).
@@ -104,6 +105,25 @@ pub const STATUSES: [u16; 12] = [200, 303, 400, 404, 405, 408, 409, 413, 431, 50
 
 fn status_index(status: u16) -> usize {
     STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1)
+}
+
+/// Where a checkout's and a webhook's time goes (the Amdahl breakdown in the README).
+pub const STAGES: [&str; 6] = [
+    "checkout_validate",
+    "checkout_tigerbeetle",
+    "checkout_store",
+    "webhook_verify_read",
+    "webhook_tigerbeetle",
+    "webhook_store",
+];
+
+pub mod stage {
+    pub const CHECKOUT_VALIDATE: usize = 0;
+    pub const CHECKOUT_TIGERBEETLE: usize = 1;
+    pub const CHECKOUT_STORE: usize = 2;
+    pub const WEBHOOK_VERIFY_READ: usize = 3;
+    pub const WEBHOOK_TIGERBEETLE: usize = 4;
+    pub const WEBHOOK_STORE: usize = 5;
 }
 
 #[derive(Default)]
@@ -116,6 +136,7 @@ pub struct RouteMetrics {
 #[derive(Default)]
 pub struct Metrics {
     pub routes: [RouteMetrics; ROUTES.len()],
+    pub stages_us: [Histogram; STAGES.len()],
     pub tb_batch_transfers: Histogram,
     pub tb_call_us: Histogram,
     pub tb_in_flight: Gauge,
@@ -128,6 +149,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Records the time since `started` under a stage, and restarts the clock.
+    pub fn stage(&self, stage: usize, started: &mut std::time::Instant) {
+        let now = std::time::Instant::now();
+        self.stages_us[stage].observe(now.duration_since(*started).as_micros() as u64);
+        *started = now;
+    }
+
     /// Records one HTTP request under its route (an index into `ROUTES`).
     pub fn request(&self, route: usize, status: u16, elapsed_us: u64) {
         let route = &self.routes[route];
@@ -147,6 +175,10 @@ impl Metrics {
                     let _ = writeln!(out, "tigerfans_http_requests_total{{route=\"{name}\",status=\"{status}\"}} {n}");
                 }
             }
+        }
+        let _ = writeln!(out, "# TYPE tigerfans_stage_microseconds histogram");
+        for (name, histogram) in STAGES.iter().zip(&self.stages_us) {
+            histogram.render_labeled(&mut out, "tigerfans_stage_microseconds", "stage", name);
         }
         let _ = writeln!(out, "# TYPE tigerfans_http_request_microseconds histogram");
         for (name, route) in ROUTES.iter().zip(&self.routes) {

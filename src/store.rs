@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,6 +27,15 @@ const EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 /// order status → number of orders in it, kept in the same transactions as the orders.
 const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("order_counts");
+/// (expired_at_ms, order id) → (): the sweeper's log, for the admin's "recent expiries".
+const EXPIRED_LOG: TableDefinition<(u64, &str), ()> = TableDefinition::new("expired_log");
+/// result name → a `tigerfans bench --json` report, for the bench page.
+const BENCH_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("bench_results");
+
+/// Admin listings scan at most this many records per request.
+pub const ADMIN_SCAN_MAX: usize = 100_000;
+pub const ADMIN_LIST_MAX: usize = 500;
+pub const BENCH_RESULTS_MAX: usize = 100;
 
 /// Writes waiting for the writer; beyond this, `submit` answers `Busy` (HTTP 503).
 pub const WRITE_QUEUE_MAX: usize = 65_536;
@@ -128,7 +137,9 @@ pub enum Write {
     /// `outcome: None` records the event without changing the order (it lost a race).
     Payment { order_id: String, expires_at_ms: u64, event_key: String, outcome: Option<Outcome> },
     /// The sweeper: marks these orders EXPIRED if they are still PENDING.
-    Expire { due: Vec<(u64, String)> },
+    Expire { due: Vec<(u64, String)>, now_ms: u64 },
+    /// A benchmark report uploaded to the bench page.
+    BenchResult { name: String, report: Vec<u8> },
 }
 
 impl Write {
@@ -178,6 +189,8 @@ type Reply = oneshot::Sender<Result<WriteResult, StoreError>>;
 pub struct Store {
     db: Arc<Database>,
     queue: mpsc::Sender<(Write, Reply)>,
+    /// Bumped after every commit: the admin's live view waits on it.
+    commits: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Joins the writer thread once every `Store` clone is dropped: then everything acknowledged
@@ -203,16 +216,19 @@ impl Store {
             tx.open_table(EVENTS)?;
             tx.open_table(EXPIRY)?;
             tx.open_table(COUNTS)?;
+            tx.open_table(EXPIRED_LOG)?;
+            tx.open_table(BENCH_RESULTS)?;
             tx.commit()?;
         }
         let db = Arc::new(db);
         let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
+        let (commits_tx, commits) = tokio::sync::watch::channel(0u64);
         let writer_db = db.clone();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(writer_db, receiver, metrics))
+            .spawn(move || writer(writer_db, receiver, metrics, commits_tx))
             .context("spawning the store writer")?;
-        Ok((Store { db, queue }, WriterHandle(handle)))
+        Ok((Store { db, queue, commits }, WriterHandle(handle)))
     }
 
     /// Queues a write and waits until it is durably committed.
@@ -307,11 +323,93 @@ impl Store {
 
     /// Waits until every write queued so far is committed (used at shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.write(Write::Expire { due: Vec::new() }).await.map(|_| ())
+        self.write(Write::Expire { due: Vec::new(), now_ms: 0 }).await.map(|_| ())
+    }
+
+    /// Changes after every commit.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.clone()
+    }
+
+    /// Newest orders first, optionally only one status and/or matching `query` (a substring of
+    /// the email or the ticket code, case-insensitive).
+    pub fn recent_orders(&self, limit: usize, status: Option<OrderStatus>, query: Option<&str>) -> anyhow::Result<Vec<Order>> {
+        let limit = limit.min(ADMIN_LIST_MAX);
+        let query = query.map(str::to_lowercase).filter(|q| !q.is_empty());
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(ORDERS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev().take(ADMIN_SCAN_MAX) {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = entry?;
+            let order: Order = serde_json::from_slice(v.value()).context("decoding order")?;
+            if status.is_some_and(|s| s != order.status) {
+                continue;
+            }
+            if let Some(q) = &query {
+                let code = order.ticket_code.as_deref().unwrap_or("").to_lowercase();
+                if !order.email.to_lowercase().contains(q.as_str()) && !code.contains(q.as_str()) {
+                    continue;
+                }
+            }
+            out.push(order);
+        }
+        Ok(out)
+    }
+
+    /// Open holds, soonest to expire last (newest first), with their orders.
+    pub fn active_holds(&self, limit: usize) -> anyhow::Result<Vec<(u64, Order)>> {
+        let tx = self.db.begin_read()?;
+        let expiry = tx.open_table(EXPIRY)?;
+        let orders = tx.open_table(ORDERS)?;
+        let mut out = Vec::new();
+        for entry in expiry.iter()?.rev().take(limit.min(ADMIN_LIST_MAX)) {
+            let (key, _) = entry?;
+            let (expires_at_ms, order_id) = key.value();
+            if let Some(v) = orders.get(order_id)? {
+                out.push((expires_at_ms, serde_json::from_slice(v.value()).context("decoding order")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The most recent expiries, newest first.
+    pub fn recent_expired(&self, limit: usize) -> anyhow::Result<Vec<(u64, Order)>> {
+        let tx = self.db.begin_read()?;
+        let log = tx.open_table(EXPIRED_LOG)?;
+        let orders = tx.open_table(ORDERS)?;
+        let mut out = Vec::new();
+        for entry in log.iter()?.rev().take(limit.min(ADMIN_LIST_MAX)) {
+            let (key, _) = entry?;
+            let (expired_at_ms, order_id) = key.value();
+            if let Some(v) = orders.get(order_id)? {
+                out.push((expired_at_ms, serde_json::from_slice(v.value()).context("decoding order")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Uploaded benchmark reports, by name.
+    pub fn bench_results(&self) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(BENCH_RESULTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.take(BENCH_RESULTS_MAX) {
+            let (k, v) = entry?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 }
 
-fn writer(db: Arc<Database>, mut receiver: mpsc::Receiver<(Write, Reply)>, metrics: Arc<Metrics>) {
+fn writer(
+    db: Arc<Database>,
+    mut receiver: mpsc::Receiver<(Write, Reply)>,
+    metrics: Arc<Metrics>,
+    commits: tokio::sync::watch::Sender<u64>,
+) {
     let mut group: Vec<(Write, Reply)> = Vec::with_capacity(GROUP_COMMIT_WRITES_MAX);
     while let Some(first) = receiver.blocking_recv() {
         group.push(first);
@@ -328,6 +426,7 @@ fn writer(db: Arc<Database>, mut receiver: mpsc::Receiver<(Write, Reply)>, metri
         match results {
             Ok(results) => {
                 assert_eq!(results.len(), group.len());
+                commits.send_modify(|n| *n += 1);
                 for ((_, reply), result) in group.drain(..).zip(results) {
                     let _ = reply.send(Ok(result));
                 }
@@ -353,6 +452,8 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
         let mut orders = tx.open_table(ORDERS)?;
         let mut events = tx.open_table(EVENTS)?;
         let mut expiry = tx.open_table(EXPIRY)?;
+        let mut expired_log = tx.open_table(EXPIRED_LOG)?;
+        let mut bench_results = tx.open_table(BENCH_RESULTS)?;
         for (write, _) in group {
             let result = match write {
                 Write::Checkout { psid, order_id, expires_at_ms, session, order } => {
@@ -389,7 +490,15 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                         }
                     }
                 }
-                Write::Expire { due } => {
+                Write::BenchResult { name, report } => {
+                    if bench_results.len()? < BENCH_RESULTS_MAX as u64 || bench_results.get(name.as_str())?.is_some() {
+                        bench_results.insert(name.as_str(), report.as_slice())?;
+                        WriteResult::Done
+                    } else {
+                        WriteResult::NotFound
+                    }
+                }
+                Write::Expire { due, now_ms } => {
                     let mut expired = 0;
                     for (at, order_id) in due {
                         expiry.remove((*at, order_id.as_str()))?;
@@ -401,6 +510,7 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                             order.status = OrderStatus::Expired;
                             deltas[OrderStatus::Pending.index()] -= 1;
                             deltas[OrderStatus::Expired.index()] += 1;
+                            expired_log.insert((*now_ms, order_id.as_str()), ())?;
                             orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
                             expired += 1;
                         }

@@ -77,6 +77,10 @@ pub struct PhaseReport {
     pub server_rss_bytes: Option<f64>,
     /// CPU seconds the generator itself spent, per second of wall time.
     pub generator_cpu_cores: f64,
+    /// Average server time per stage in this phase (ms), and the server's whole handler time:
+    /// where the time goes.
+    pub breakdown_ms: BTreeMap<String, f64>,
+    pub mean_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,6 +223,23 @@ async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
         let after = server_figures(&mut probe).await;
         let mut phase_report = phase_report;
         if let (Some(b), Some(a)) = (before, after) {
+            let route = match kind {
+                Phase::Checkout => Some(("checkout", "checkout")),
+                Phase::Webhook => Some(("webhook", "webhook")),
+                Phase::Reserve => Some(("reserve", "")),
+                Phase::Commit => Some(("commit", "")),
+                _ => None,
+            };
+            if let Some((route, stage_prefix)) = route {
+                if let Some(ms) = stats::histogram_avg_ms(&b, &a, "tigerfans_http_request_microseconds", &format!("route=\"{route}\"")) {
+                    phase_report.breakdown_ms.insert("server_handler".into(), ms);
+                }
+                for stage in crate::metrics::STAGES.iter().filter(|s| !stage_prefix.is_empty() && s.starts_with(stage_prefix)) {
+                    if let Some(ms) = stats::histogram_avg_ms(&b, &a, "tigerfans_stage_microseconds", &format!("stage=\"{stage}\"")) {
+                        phase_report.breakdown_ms.insert(stage.to_string(), ms);
+                    }
+                }
+            }
             phase_report.tb_batch_avg = stats::average(b.tb_transfers, a.tb_transfers, b.tb_calls, a.tb_calls);
             phase_report.store_commit_avg =
                 stats::average(b.store_writes, a.store_writes, b.store_commits, a.store_commits);
@@ -278,6 +299,7 @@ async fn run_phase(authority: &str, input: Arc<PhaseInput>) -> (PhaseReport, Wor
     finished.store(true, Relaxed);
     let _ = progress.await;
     let percentiles = latencies.percentiles_ms(&[50.0, 90.0, 99.0, 100.0]);
+    let mean_ms = latencies.mean_ms();
     let errors_total: u64 = merged.errors.values().sum();
     let report = PhaseReport {
         phase: format!("{:?}", input.kind).to_lowercase(),
@@ -295,6 +317,8 @@ async fn run_phase(authority: &str, input: Arc<PhaseInput>) -> (PhaseReport, Wor
         store_commit_avg: None,
         server_rss_bytes: None,
         generator_cpu_cores: cpu_s / wall_s,
+        breakdown_ms: BTreeMap::new(),
+        mean_ms,
     };
     (report, merged)
 }
@@ -490,6 +514,10 @@ fn print_row(r: &PhaseReport) {
     );
     for (kind, n) in &r.errors {
         println!("  error: {kind}: {n}");
+    }
+    if !r.breakdown_ms.is_empty() {
+        let stages: Vec<String> = r.breakdown_ms.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+        println!("  where the time goes (mean ms): client {:.2} | {}", r.mean_ms, stages.join(" | "));
     }
 }
 

@@ -21,6 +21,13 @@ impl Latencies {
         self.samples_us.is_empty()
     }
 
+    pub fn mean_ms(&self) -> f64 {
+        if self.samples_us.is_empty() {
+            return 0.0;
+        }
+        self.samples_us.iter().map(|&v| f64::from(v)).sum::<f64>() / self.samples_us.len() as f64 / 1000.0
+    }
+
     /// Percentiles in milliseconds (nearest rank), after sorting once.
     pub fn percentiles_ms(&mut self, ps: &[f64]) -> Vec<f64> {
         self.samples_us.sort_unstable();
@@ -46,31 +53,48 @@ pub fn merge_errors(into: &mut Errors, from: Errors) {
 }
 
 /// The server figures the benchmark reports, from Prometheus text.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ServerFigures {
     pub tb_transfers: f64,
     pub tb_calls: f64,
     pub store_writes: f64,
     pub store_commits: f64,
     pub rss_bytes: f64,
+    /// Every sample line, by its full name (labels included).
+    pub all: std::collections::HashMap<String, f64>,
+}
+
+impl ServerFigures {
+    pub fn get(&self, name: &str) -> f64 {
+        self.all.get(name).copied().unwrap_or(0.0)
+    }
 }
 
 pub fn parse_metrics(text: &str) -> ServerFigures {
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|line| {
-                let (key, value) = line.split_once(' ')?;
-                (key == name).then(|| value.trim().parse().ok()).flatten()
-            })
-            .unwrap_or(0.0)
-    };
+    let all: std::collections::HashMap<String, f64> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            Some((key.to_string(), value.trim().parse().ok()?))
+        })
+        .collect();
+    let value = |name: &str| all.get(name).copied().unwrap_or(0.0);
     ServerFigures {
         tb_transfers: value("tigerfans_tb_batch_transfers_sum"),
         tb_calls: value("tigerfans_tb_batch_transfers_count"),
         store_writes: value("tigerfans_store_commit_writes_sum"),
         store_commits: value("tigerfans_store_commit_writes_count"),
         rss_bytes: value("process_resident_memory_bytes"),
+        all,
     }
+}
+
+/// Average of a labelled histogram over a phase, in milliseconds.
+pub fn histogram_avg_ms(before: &ServerFigures, after: &ServerFigures, family: &str, label: &str) -> Option<f64> {
+    let sum = format!("{family}_sum{{{label}}}");
+    let count = format!("{family}_count{{{label}}}");
+    average(before.get(&sum), after.get(&sum), before.get(&count), after.get(&count)).map(|us| us / 1000.0)
 }
 
 /// Average size over a phase: (sum after - sum before) / (count after - count before).

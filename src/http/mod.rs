@@ -4,6 +4,7 @@
 //! request headers, header size, body size, time to read a body. A client that breaks one gets a
 //! clear status and the server keeps serving everyone else.
 
+pub mod admin;
 pub mod response;
 pub mod routes;
 
@@ -83,7 +84,7 @@ pub async fn serve(
                 let service = service_fn(move |request| {
                     let app = app.clone();
                     let limits = limits_for_service.clone();
-                    async move { Ok::<_, Infallible>(routes::handle(app, &limits, request).await) }
+                    async move { Ok::<_, Infallible>(routes::handle(app, &limits, peer, request).await) }
                 });
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())

@@ -1,6 +1,7 @@
 //! The router and handlers: parse and validate the request, call one use case in `flow`, encode
 //! its answer. No business logic lives here.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::admin;
 use super::response::{self, detail, flow_error, json, Body};
 use super::HttpLimits;
 use crate::flow::{self, App, FlowError, PaymentOk};
@@ -19,10 +21,10 @@ use crate::metrics;
 use crate::payment::{EventType, SIGNATURE_HEADER};
 use crate::web;
 
-pub async fn handle(app: Arc<App>, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let label = route_label(request.uri().path());
-    let response = route(&app, limits, request).await;
+    let response = route(&app, limits, peer, request).await;
     let label = match response.status() {
         StatusCode::NOT_FOUND if label == "not_found" => label,
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
@@ -44,6 +46,14 @@ fn route_label(path: &str) -> &'static str {
         (Some("api"), Some("checkout"), None, _) => "checkout",
         (Some("payments"), Some("webhook"), None, _) => "webhook",
         (Some("api"), Some("orders"), Some(_), None) => "order",
+        (Some("api"), Some("orders"), Some(_), Some("qr.svg")) => "qr",
+        (Some("api"), Some("event"), None, _) => "event",
+        (Some("admin"), None, _, _) => "admin_page",
+        (Some("admin"), Some("login" | "logout"), None, _) => "admin_login",
+        (Some("api"), Some("admin"), Some("events"), None) => "admin_events",
+        (Some("api"), Some("admin"), Some(_), None) | (Some("api"), Some("pending"), None, _) => "admin_api",
+        (Some("bench"), None, _, _) => "page",
+        (Some("api"), Some("bench"), Some("results"), None) => "bench_results",
         (Some("api"), Some("sessions"), Some(_), None) => "session",
         (Some("api"), Some("inventory"), None, _) => "inventory",
         (Some("api"), Some("accounting"), Some("reserve"), None) => "reserve",
@@ -58,7 +68,7 @@ fn method_not_allowed() -> Response<Body> {
     detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
-async fn route(app: &Arc<App>, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = request.method().clone();
@@ -76,6 +86,40 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, request: Request<Incoming>) 
         ["api", "checkout"] => if post { checkout(app, limits, request).await } else { method_not_allowed() },
         ["payments", "webhook"] => if post { webhook(app, limits, request).await } else { method_not_allowed() },
         ["api", "orders", order_id] => if get { order(app, order_id) } else { method_not_allowed() },
+        ["api", "orders", order_id, "qr.svg"] => if get { qr(app, order_id) } else { method_not_allowed() },
+        ["api", "event"] => if get { event(app) } else { method_not_allowed() },
+        ["bench"] => if get { page("bench.html") } else { method_not_allowed() },
+        ["admin"] => if get { admin::admin_page(app, &request) } else { method_not_allowed() },
+        ["admin", "login"] => {
+            if get {
+                page("admin-login.html")
+            } else if post {
+                admin::login(app, limits, peer, request).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["admin", "logout"] => if post { admin::logout(app, limits, request).await } else { method_not_allowed() },
+        ["api", "admin", "csrf"] => if get { admin::csrf(app, &request) } else { method_not_allowed() },
+        ["api", "bench", "results"] => {
+            if get {
+                admin::bench_results(app)
+            } else if post {
+                if admin::session_of(app, &request).is_none() {
+                    return admin::unauthorized();
+                }
+                admin::upload_bench_result(app, limits, request).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "admin", _] | ["api", "pending"] if admin::session_of(app, &request).is_none() => {
+            if get { admin::unauthorized() } else { method_not_allowed() }
+        }
+        ["api", "admin", "orders"] => if get { admin::orders(app, request.uri().query()) } else { method_not_allowed() },
+        ["api", "admin", "goodies"] => if get { admin::goodies(app).await } else { method_not_allowed() },
+        ["api", "admin", "events"] => if get { admin::events(app.clone()) } else { method_not_allowed() },
+        ["api", "pending"] => if get { admin::pending(app, request.uri().query()) } else { method_not_allowed() },
         ["api", "sessions", psid] => if get { session(app, psid) } else { method_not_allowed() },
         ["api", "inventory"] => if get { inventory(app).await } else { method_not_allowed() },
         ["api", "accounting", "reserve"] => if get { reserve(app, request.uri().query()).await } else { method_not_allowed() },
@@ -88,7 +132,7 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, request: Request<Incoming>) 
 
 /// Reads a whole body within the size and time limits: 413 when too large (declared or actual,
 /// chunked included), 408 when too slow.
-async fn read_body(limits: &HttpLimits, request: Request<Incoming>) -> Result<(hyper::http::request::Parts, Bytes), Response<Body>> {
+pub(super) async fn read_body(limits: &HttpLimits, request: Request<Incoming>) -> Result<(hyper::http::request::Parts, Bytes), Response<Body>> {
     let too_large = || detail(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over {} bytes", limits.body_bytes_max));
     if let Some(length) = request.headers().get(CONTENT_LENGTH) {
         match length.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
@@ -107,7 +151,7 @@ async fn read_body(limits: &HttpLimits, request: Request<Incoming>) -> Result<(h
     }
 }
 
-fn page(name: &str) -> Response<Body> {
+pub(super) fn page(name: &str) -> Response<Body> {
     match web::get(name) {
         Some((content, mime)) => response::bytes(StatusCode::OK, mime, content),
         None => detail(StatusCode::NOT_FOUND, "not found"),
@@ -241,10 +285,15 @@ fn session(app: &App, psid: &str) -> Response<Body> {
 }
 
 async fn inventory(app: &App) -> Response<Body> {
-    let (classes, goodies) = match app.inventory().await {
-        Ok(inventory) => inventory,
-        Err(e) => return flow_error(e),
-    };
+    match inventory_json(app).await {
+        Ok(value) => json(StatusCode::OK, &value),
+        Err(e) => flow_error(e),
+    }
+}
+
+/// Inventory per class id, and the goodie pool, from TigerBeetle's balances.
+pub(super) async fn inventory_json(app: &App) -> Result<serde_json::Value, FlowError> {
+    let (classes, goodies) = app.inventory().await?;
     let timestamp = flow::now_ms();
     let mut out = serde_json::Map::new();
     for (class, inv) in app.config.classes.iter().zip(classes) {
@@ -272,7 +321,48 @@ async fn inventory(app: &App) -> Response<Body> {
             "timestamp": timestamp,
         }),
     );
-    json(StatusCode::OK, &out)
+    Ok(serde_json::Value::Object(out))
+}
+
+/// What the pages show about the event (no secrets).
+fn event(app: &App) -> Response<Body> {
+    let c = &app.config;
+    json(
+        StatusCode::OK,
+        &json!({
+            "event_name": c.event_name,
+            "event_date": c.event_date,
+            "event_tagline": c.event_tagline,
+            "currency": c.currency,
+            "goodie_limit": c.goodie_limit,
+            "hold_timeout_s": c.hold_timeout_s,
+            "classes": c.classes.iter().map(|k| json!({"id": k.id, "name": k.name, "price_cents": k.price_cents})).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// The ticket code as a QR code (SVG), made here: no network needed to show a ticket.
+fn qr(app: &App, order_id: &str) -> Response<Body> {
+    let order = match app.store.order(order_id) {
+        Ok(Some(order)) => order,
+        Ok(None) => return detail(StatusCode::NOT_FOUND, "unknown order"),
+        Err(e) => return detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+    };
+    let Some(code) = order.ticket_code.filter(|_| order.status == crate::store::OrderStatus::Paid) else {
+        return detail(StatusCode::NOT_FOUND, "this order has no ticket");
+    };
+    let qr = qrcode::QrCode::new(code.as_bytes()).expect("a 14-character code always fits a QR code");
+    let svg = qr
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build();
+    let mut response = response::bytes(StatusCode::OK, "image/svg+xml", Bytes::from(svg));
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("private, max-age=86400"),
+    );
+    response
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<std::borrow::Cow<'a, str>> {

@@ -1,0 +1,270 @@
+//! The admin's credentials, sessions, CSRF tokens and login rate limit.
+//!
+//! Sessions are stateless: the cookie carries its expiry and a nonce, signed with HMAC-SHA256
+//! under a per-install secret (`DATA_DIR/admin-secret`, made on first start). Cookies are
+//! HttpOnly and SameSite=Strict; forms also carry a CSRF token derived from the session.
+//! Credentials are compared in constant time, and failed logins are limited per client address.
+//! With no password in the config, the appliance generates one on first start, stores it in
+//! `DATA_DIR/admin-password` (mode 0600) and prints it once in the log: there is no default.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub const COOKIE_NAME: &str = "tf_admin";
+pub const SESSION_TTL_MS: u64 = 12 * 60 * 60 * 1000;
+/// Failed logins allowed per client address within a window; then it is locked until the window ends.
+pub const LOGIN_FAILURES_MAX: u32 = 5;
+pub const LOGIN_WINDOW_MS: u64 = 60_000;
+/// Addresses tracked by the limiter at most (oldest windows are dropped first).
+pub const LIMITER_ADDRESSES_MAX: usize = 4096;
+const LOGIN_CSRF_BUCKET_MS: u64 = 60 * 60 * 1000;
+
+type HmacSha256 = Hmac<Sha256>;
+
+pub struct Admin {
+    user_digest: [u8; 32],
+    password_digest: [u8; 32],
+    secret: Vec<u8>,
+    failures: Mutex<HashMap<IpAddr, (u32, u64)>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    hex(&bytes)
+}
+
+/// Writes `contents` to a new file readable by its owner only; fails if it exists.
+fn create_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<(String, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => Ok((text.trim().to_string(), false)),
+        Ok(_) => anyhow::bail!("{} is empty", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let value = make();
+            create_private(path, &format!("{value}\n"))?;
+            Ok((value, true))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+impl Admin {
+    /// Loads the install's secret and the admin password (from the config, else the data dir,
+    /// else newly generated and logged once).
+    pub fn load_or_create(data_dir: &Path, user: &str, password: Option<&str>) -> anyhow::Result<Admin> {
+        let (secret, _) = read_or_create(&data_dir.join("admin-secret"), || random_hex(32))?;
+        let password = match password {
+            Some(p) => p.to_string(),
+            None => {
+                let path = data_dir.join("admin-password");
+                let (password, created) = read_or_create(&path, || random_hex(10))?;
+                if created {
+                    tracing::warn!(
+                        user,
+                        password = %password,
+                        file = %path.display(),
+                        "generated the admin password (shown once; it is kept in the file)"
+                    );
+                }
+                password
+            }
+        };
+        Ok(Admin::new(user, &password, secret.as_bytes()))
+    }
+
+    pub fn new(user: &str, password: &str, secret: &[u8]) -> Admin {
+        assert!(!secret.is_empty());
+        Admin {
+            user_digest: Sha256::digest(user.as_bytes()).into(),
+            password_digest: Sha256::digest(password.as_bytes()).into(),
+            secret: secret.to_vec(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn mac(&self, parts: &[&str]) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("any key length");
+        for part in parts {
+            mac.update(part.as_bytes());
+            mac.update(b"\x00");
+        }
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// Constant time in the inputs: both digests are always compared in full.
+    pub fn credentials_match(&self, user: &str, password: &str) -> bool {
+        let user_ok = Sha256::digest(user.as_bytes()).ct_eq(&self.user_digest);
+        let password_ok = Sha256::digest(password.as_bytes()).ct_eq(&self.password_digest);
+        (user_ok & password_ok).into()
+    }
+
+    /// A new session cookie value: `expiry.nonce.mac`.
+    pub fn new_session(&self, now_ms: u64) -> String {
+        let expiry = (now_ms + SESSION_TTL_MS).to_string();
+        let nonce = random_hex(16);
+        let mac = self.mac(&["session", &expiry, &nonce]);
+        format!("{expiry}.{nonce}.{mac}")
+    }
+
+    /// The session in a `Cookie` header, if it is ours, intact and not expired.
+    pub fn session_from_cookies(&self, cookie_header: Option<&str>, now_ms: u64) -> Option<String> {
+        let value = cookie_header?
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE_NAME)?
+            .1;
+        let mut parts = value.splitn(3, '.');
+        let (expiry, nonce, mac) = (parts.next()?, parts.next()?, parts.next()?);
+        let expected = self.mac(&["session", expiry, nonce]);
+        if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
+            return None;
+        }
+        (expiry.parse::<u64>().ok()? > now_ms).then(|| value.to_string())
+    }
+
+    pub fn session_cookie(value: &str) -> String {
+        format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_TTL_MS / 1000)
+    }
+
+    pub fn clear_cookie() -> String {
+        format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+    }
+
+    /// The CSRF token for a session's forms, or for the login form (bound to the hour).
+    pub fn csrf_token(&self, session: Option<&str>, now_ms: u64) -> String {
+        match session {
+            Some(session) => self.mac(&["csrf", session]),
+            None => self.mac(&["csrf-login", &(now_ms / LOGIN_CSRF_BUCKET_MS).to_string()]),
+        }
+    }
+
+    pub fn csrf_valid(&self, session: Option<&str>, token: &str, now_ms: u64) -> bool {
+        let candidates = match session {
+            Some(session) => vec![self.mac(&["csrf", session])],
+            None => {
+                let bucket = now_ms / LOGIN_CSRF_BUCKET_MS;
+                vec![
+                    self.mac(&["csrf-login", &bucket.to_string()]),
+                    self.mac(&["csrf-login", &bucket.saturating_sub(1).to_string()]),
+                ]
+            }
+        };
+        candidates.iter().fold(false, |ok, c| ok | bool::from(c.as_bytes().ct_eq(token.as_bytes())))
+    }
+
+    /// Whether this address may try to log in now.
+    pub fn login_allowed(&self, address: IpAddr, now_ms: u64) -> bool {
+        let failures = self.failures.lock().expect("limiter lock");
+        match failures.get(&address) {
+            Some((count, since)) if now_ms < since + LOGIN_WINDOW_MS => *count < LOGIN_FAILURES_MAX,
+            _ => true,
+        }
+    }
+
+    pub fn login_failed(&self, address: IpAddr, now_ms: u64) {
+        let mut failures = self.failures.lock().expect("limiter lock");
+        if failures.len() >= LIMITER_ADDRESSES_MAX && !failures.contains_key(&address) {
+            failures.retain(|_, (_, since)| now_ms < *since + LOGIN_WINDOW_MS);
+            if failures.len() >= LIMITER_ADDRESSES_MAX {
+                // Under a flood of addresses, forget the oldest window rather than grow.
+                if let Some(oldest) = failures.iter().min_by_key(|(_, (_, since))| *since).map(|(a, _)| *a) {
+                    failures.remove(&oldest);
+                }
+            }
+        }
+        let entry = failures.entry(address).or_insert((0, now_ms));
+        if now_ms >= entry.1 + LOGIN_WINDOW_MS {
+            *entry = (0, now_ms);
+        }
+        entry.0 += 1;
+    }
+
+    pub fn login_succeeded(&self, address: IpAddr) {
+        self.failures.lock().expect("limiter lock").remove(&address);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admin() -> Admin {
+        Admin::new("admin", "s3cret-pass", b"install-secret")
+    }
+
+    #[test]
+    fn credentials() {
+        let a = admin();
+        assert!(a.credentials_match("admin", "s3cret-pass"));
+        assert!(!a.credentials_match("admin", "s3cret-pas"));
+        assert!(!a.credentials_match("root", "s3cret-pass"));
+        assert!(!a.credentials_match("", ""));
+    }
+
+    #[test]
+    fn sessions_are_signed_and_expire() {
+        let a = admin();
+        let s = a.new_session(1_000);
+        let header = format!("other=1; {COOKIE_NAME}={s}");
+        assert_eq!(a.session_from_cookies(Some(&header), 2_000).as_deref(), Some(s.as_str()));
+        assert_eq!(a.session_from_cookies(Some(&header), 1_000 + SESSION_TTL_MS), None, "expired");
+        let forged = s.replacen('1', "2", 1);
+        assert_eq!(a.session_from_cookies(Some(&format!("{COOKIE_NAME}={forged}")), 2_000), None);
+        let other_install = Admin::new("admin", "s3cret-pass", b"another-secret");
+        assert_eq!(other_install.session_from_cookies(Some(&header), 2_000), None);
+        assert_eq!(a.session_from_cookies(None, 0), None);
+        assert!(Admin::session_cookie(&s).contains("HttpOnly; SameSite=Strict"));
+    }
+
+    #[test]
+    fn csrf_tokens_bind_to_the_session() {
+        let a = admin();
+        let s = a.new_session(0);
+        let t = a.csrf_token(Some(&s), 0);
+        assert!(a.csrf_valid(Some(&s), &t, 0));
+        assert!(!a.csrf_valid(Some(&a.new_session(0)), &t, 0));
+        let login = a.csrf_token(None, 5);
+        assert!(a.csrf_valid(None, &login, LOGIN_CSRF_BUCKET_MS + 5), "valid into the next hour");
+        assert!(!a.csrf_valid(None, &login, 3 * LOGIN_CSRF_BUCKET_MS));
+        assert!(!a.csrf_valid(None, "", 0));
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address() {
+        let a = admin();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..LOGIN_FAILURES_MAX {
+            assert!(a.login_allowed(ip, 100));
+            a.login_failed(ip, 100);
+        }
+        assert!(!a.login_allowed(ip, 200));
+        assert!(a.login_allowed(other, 200));
+        assert!(a.login_allowed(ip, 100 + LOGIN_WINDOW_MS), "the window passes");
+    }
+}

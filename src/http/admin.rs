@@ -1,0 +1,328 @@
+//! The admin's pages and JSON, behind a signed session cookie, and the live view: a
+//! Server-Sent Events stream of snapshots, pushed every second and right after store commits.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::response::{self, detail, json as json_response, Body};
+use super::routes::{inventory_json, page, read_body};
+use super::HttpLimits;
+use crate::admin::Admin;
+use crate::flow::{self, App};
+use crate::store::{Order, OrderStatus};
+
+/// Live admin views at once; more get 503 (each costs a snapshot per second).
+pub const EVENT_STREAMS_MAX: usize = 16;
+pub const SNAPSHOT_ORDERS: usize = 50;
+pub const SNAPSHOT_HOLDS: usize = 50;
+pub const SNAPSHOT_EXPIRED: usize = 20;
+/// Commits come in bursts under load: push at most this often.
+pub const SNAPSHOT_INTERVAL_MIN_MS: u64 = 250;
+
+static EVENT_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn session_of(app: &App, request: &Request<Incoming>) -> Option<String> {
+    let cookies = request.headers().get(hyper::header::COOKIE).and_then(|v| v.to_str().ok());
+    app.admin.session_from_cookies(cookies, flow::now_ms())
+}
+
+pub fn unauthorized() -> Response<Body> {
+    detail(StatusCode::UNAUTHORIZED, "admin login required")
+}
+
+fn with_cookie(mut response: Response<Body>, cookie: &str) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(hyper::header::SET_COOKIE, HeaderValue::from_str(cookie).expect("cookies we build are valid"));
+    response
+}
+
+pub fn admin_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
+    match session_of(app, request) {
+        Some(_) => page("admin.html"),
+        None => response::see_other("/admin/login"),
+    }
+}
+
+pub fn csrf(app: &App, request: &Request<Incoming>) -> Response<Body> {
+    let session = session_of(app, request);
+    json_response(StatusCode::OK, &json!({"csrf": app.admin.csrf_token(session.as_deref(), flow::now_ms())}))
+}
+
+fn form_field(body: &[u8], name: &str) -> String {
+    form_urlencoded::parse(body).find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+pub async fn login(app: &App, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+    let (_, body) = match read_body(limits, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let now = flow::now_ms();
+    let ip = peer.ip();
+    if !app.admin.login_allowed(ip, now) {
+        tracing::warn!(%ip, "admin login locked: too many failures");
+        return response::see_other("/admin/login?error=locked");
+    }
+    if !app.admin.csrf_valid(None, &form_field(&body, "csrf"), now) {
+        return response::see_other("/admin/login?error=csrf");
+    }
+    if app.admin.credentials_match(&form_field(&body, "username"), &form_field(&body, "password")) {
+        app.admin.login_succeeded(ip);
+        tracing::info!(%ip, "admin logged in");
+        with_cookie(response::see_other("/admin"), &Admin::session_cookie(&app.admin.new_session(now)))
+    } else {
+        app.admin.login_failed(ip, now);
+        tracing::warn!(%ip, "admin login failed");
+        response::see_other("/admin/login?error=invalid")
+    }
+}
+
+pub async fn logout(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    let session = session_of(app, &request);
+    let (_, body) = match read_body(limits, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    if let Some(session) = &session {
+        if !app.admin.csrf_valid(Some(session), &form_field(&body, "csrf"), flow::now_ms()) {
+            return detail(StatusCode::FORBIDDEN, "invalid CSRF token");
+        }
+    }
+    with_cookie(response::see_other("/admin/login"), &Admin::clear_cookie())
+}
+
+pub fn order_json(order: &Order) -> Value {
+    json!({
+        "order_id": order.order_id,
+        "status": order.status.as_str(),
+        "cls": order.cls,
+        "amount": order.amount,
+        "currency": order.currency,
+        "email": order.email,
+        "created_at": flow::rfc3339_ms(order.created_at_ms),
+        "paid_at": order.paid_at_ms.map(flow::rfc3339_ms),
+        "ticket_code": order.ticket_code,
+        "got_goodie": order.got_goodie,
+    })
+}
+
+fn hold_json(expires_at_ms: u64, order: &Order, now: u64) -> Value {
+    json!({
+        "order_id": order.order_id,
+        "cls": order.cls,
+        "email": order.email,
+        "created_at": flow::rfc3339_ms(order.created_at_ms),
+        "expires_at": flow::rfc3339_ms(expires_at_ms),
+        "expires_in_ms": expires_at_ms.saturating_sub(now),
+    })
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+fn limit_param(query: Option<&str>, default: usize) -> Result<usize, Response<Body>> {
+    match query_param(query, "limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=crate::store::ADMIN_LIST_MAX).contains(&n) => Ok(n),
+            _ => Err(detail(
+                StatusCode::BAD_REQUEST,
+                &format!("limit must be between 1 and {}", crate::store::ADMIN_LIST_MAX),
+            )),
+        },
+    }
+}
+
+pub fn orders(app: &App, query: Option<&str>) -> Response<Body> {
+    let limit = match limit_param(query, 100) {
+        Ok(limit) => limit,
+        Err(response) => return response,
+    };
+    let status = match query_param(query, "status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match OrderStatus::ALL.iter().find(|st| st.as_str() == s) {
+            Some(st) => Some(*st),
+            None => return detail(StatusCode::BAD_REQUEST, &format!("unknown status {s:?}")),
+        },
+    };
+    let q = query_param(query, "q");
+    match app.store.recent_orders(limit, status, q.as_deref()) {
+        Ok(orders) => json_response(StatusCode::OK, &json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()})),
+        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+    }
+}
+
+pub fn pending(app: &App, query: Option<&str>) -> Response<Body> {
+    let limit = match limit_param(query, 100) {
+        Ok(limit) => limit,
+        Err(response) => return response,
+    };
+    let now = flow::now_ms();
+    match app.store.active_holds(limit) {
+        Ok(holds) => json_response(
+            StatusCode::OK,
+            &json!({"holds": holds.iter().map(|(at, o)| hold_json(*at, o, now)).collect::<Vec<_>>()}),
+        ),
+        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+    }
+}
+
+pub async fn goodies(app: &App) -> Response<Body> {
+    match app.inventory().await {
+        Ok((_, goodies)) => json_response(
+            StatusCode::OK,
+            &json!({
+                "limit": goodies.capacity,
+                "used": goodies.sold,
+                "active_holds": goodies.active_holds,
+                "available": goodies.available,
+            }),
+        ),
+        Err(e) => response::flow_error(e),
+    }
+}
+
+/// Everything the admin page shows, in one JSON object.
+async fn snapshot(app: &App) -> Value {
+    let now = flow::now_ms();
+    let inventory = inventory_json(app).await.unwrap_or_else(|e| json!({"error": format!("{e:?}")}));
+    let counts: serde_json::Map<String, Value> = app
+        .store
+        .order_counts()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect();
+    let orders = app.store.recent_orders(SNAPSHOT_ORDERS, None, None).unwrap_or_default();
+    let holds = app.store.active_holds(SNAPSHOT_HOLDS).unwrap_or_default();
+    let expired = app.store.recent_expired(SNAPSHOT_EXPIRED).unwrap_or_default();
+    json!({
+        "inventory": inventory,
+        "counts": counts,
+        "orders": orders.iter().map(order_json).collect::<Vec<_>>(),
+        "holds": holds.iter().map(|(at, o)| hold_json(*at, o, now)).collect::<Vec<_>>(),
+        "expired": expired
+            .iter()
+            .map(|(at, o)| json!({"order_id": o.order_id, "cls": o.cls, "email": o.email, "expired_at": flow::rfc3339_ms(*at)}))
+            .collect::<Vec<_>>(),
+        "server_time": now,
+    })
+}
+
+struct StreamSlot;
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        EVENT_STREAMS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `text/event-stream` of `snapshot` events until the client leaves or the server stops.
+pub fn events(app: Arc<App>) -> Response<Body> {
+    if EVENT_STREAMS.fetch_add(1, Ordering::SeqCst) >= EVENT_STREAMS_MAX {
+        EVENT_STREAMS.fetch_sub(1, Ordering::SeqCst);
+        return detail(StatusCode::SERVICE_UNAVAILABLE, "too many live admin views");
+    }
+    let slot = StreamSlot;
+    let (sender, receiver) = mpsc::channel::<Bytes>(2);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut commits = app.store.commits();
+        let mut shutdown = app.shutdown.clone();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Tell the browser how soon to reconnect if the stream breaks.
+        if sender.send(Bytes::from_static(b"retry: 2000\n\n")).await.is_err() {
+            return;
+        }
+        loop {
+            let data = serde_json::to_string(&snapshot(&app).await).expect("snapshots serialize");
+            if sender.send(Bytes::from(format!("event: snapshot\ndata: {data}\n\n"))).await.is_err() {
+                return; // the client went away
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(SNAPSHOT_INTERVAL_MIN_MS)).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+    let mut response = Response::new(Body::Stream(receiver));
+    let headers = response.headers_mut();
+    headers.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub async fn upload_bench_result(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    let name = request
+        .headers()
+        .get("x-result-name")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(64).collect::<String>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| format!("result-{}", flow::now_ms()));
+    let json_body = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_body {
+        // A cross-site form cannot send application/json without a CORS preflight.
+        return detail(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content-type must be application/json");
+    }
+    let (_, body) = match read_body(limits, request).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let report: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return detail(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    if !report["phases"].is_array() {
+        return detail(StatusCode::BAD_REQUEST, "not a tigerfans bench --json report (no phases)");
+    }
+    let stored = json!({"uploaded_at": flow::rfc3339_ms(flow::now_ms()), "report": report});
+    let write = crate::store::Write::BenchResult { name, report: serde_json::to_vec(&stored).expect("encodes") };
+    match app.store.write(write).await {
+        Ok(crate::store::WriteResult::Done) => json_response(StatusCode::OK, &json!({"ok": true})),
+        Ok(_) => detail(StatusCode::CONFLICT, "too many stored results"),
+        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+pub fn bench_results(app: &App) -> Response<Body> {
+    match app.store.bench_results() {
+        Ok(results) => {
+            let results: Vec<Value> = results
+                .into_iter()
+                .filter_map(|(name, bytes)| {
+                    let mut v: Value = serde_json::from_slice(&bytes).ok()?;
+                    v["name"] = json!(name);
+                    Some(v)
+                })
+                .collect();
+            json_response(StatusCode::OK, &json!({"results": results}))
+        }
+        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+    }
+}

@@ -1,0 +1,249 @@
+//! The bundled web UI in a real browser: headless Chromium driven through WebDriver
+//! (chromedriver), against a real server and replica. Every page visited is saved as a
+//! screenshot under target/screenshots/ for a reviewer to look at.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const ADMIN_PASSWORD: &str = "browser-test-admin";
+
+struct Driver {
+    _child: Child,
+    url: String,
+}
+
+/// One chromedriver per test binary; each test opens its own browser session.
+fn driver_url() -> &'static str {
+    static DRIVER: OnceLock<Driver> = OnceLock::new();
+    &DRIVER
+        .get_or_init(|| {
+            let bin = "/usr/bin/chromedriver";
+            assert!(
+                std::path::Path::new(bin).exists(),
+                "{bin} missing: run scripts/test-deps.sh (make test does)"
+            );
+            let port = free_port();
+            let child = Command::new(bin)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting chromedriver");
+            wait_for_port(port, Duration::from_secs(20));
+            Driver { _child: child, url: format!("http://127.0.0.1:{port}") }
+        })
+        .url
+}
+
+async fn browser() -> Client {
+    let profile = scratch_dir("chromium-profile");
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_string(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(driver_url())
+        .await
+        .expect("a WebDriver session with headless Chromium")
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+}
+
+async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+}
+
+/// Waits until a JavaScript expression is truthy.
+async fn wait_js(client: &Client, expression: &str, what: &str) {
+    let script = format!("return !!({expression});");
+    for _ in 0..150 {
+        if client.execute(&script, vec![]).await.unwrap() == json!(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what} ({expression})");
+}
+
+fn browser_config(capacity: u64) -> serde_json::Value {
+    let mut config = config(capacity, 100, 300);
+    config["admin_password"] = json!(ADMIN_PASSWORD);
+    config["event_name"] = json!("TigerFans Browser Test");
+    config
+}
+
+/// Checkout through the pages up to the MockPay page; returns the psid in the URL.
+async fn checkout_in_browser(client: &Client, base: &str, cls: &str, email: &str, shot: Option<&str>) {
+    client.goto(&format!("{base}/demo/checkout")).await.unwrap();
+    wait_js(client, &format!("document.querySelector('#cls option[value=\"{cls}\"]')"), "class options").await;
+    client.find(Locator::Css("#cls")).await.unwrap().select_by_value(cls).await.unwrap();
+    client.find(Locator::Css("#email")).await.unwrap().send_keys(email).await.unwrap();
+    if let Some(name) = shot {
+        screenshot(client, name).await;
+    }
+    client.find(Locator::Css("#submit")).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buy_a_ticket_end_to_end_and_see_its_qr_code() {
+    let server = Server::start(browser_config(100)).await;
+    let client = browser().await;
+    let base = &server.base;
+
+    client.goto(base).await.unwrap();
+    wait_js(&client, "document.querySelector('#event-name').textContent.includes('Browser Test')", "event name").await;
+    wait_js(&client, "document.querySelector('#avail-A') && /\\d/.test(document.querySelector('#avail-A').textContent)", "availability").await;
+    screenshot(&client, "01-landing").await;
+    client.find(Locator::Css("#buy")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "#email").await;
+    assert!(client.current_url().await.unwrap().path().ends_with("/demo/checkout"));
+
+    checkout_in_browser(&client, base, "A", "fan@example.com", Some("02-checkout")).await;
+    wait_for(&client, "#pay-succeeded").await;
+    assert!(client.current_url().await.unwrap().path().starts_with("/mockpay/ps_"));
+    wait_js(&client, "/65[.,]00/.test(document.querySelector('#amount').textContent)", "the amount").await;
+    wait_js(&client, "/\\d:\\d\\d/.test(document.querySelector('#countdown').textContent)", "the countdown").await;
+    screenshot(&client, "03-mockpay").await;
+    client.find(Locator::Css("#pay-succeeded")).await.unwrap().click().await.unwrap();
+
+    wait_js(&client, "document.querySelector('#result') && document.querySelector('#result').dataset.status === 'PAID'", "a paid order").await;
+    let code = text(&client, "#ticket-code").await;
+    assert!(code.starts_with("TCK-") && code.len() == 14, "ticket code {code:?}");
+    wait_js(&client, "document.querySelector('#qr').complete && document.querySelector('#qr').naturalWidth > 0", "the QR image").await;
+    let href = client.find(Locator::Css("#qr-download")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert!(href.contains("/qr.svg"), "{href}");
+    screenshot(&client, "04-success-paid").await;
+
+    // The QR image is the ticket code, made by the server.
+    let order_id = client.current_url().await.unwrap().query_pairs().find(|(k, _)| k == "order_id").unwrap().1.to_string();
+    let svg = server.http.request(hyper::Method::GET, &format!("/api/orders/{order_id}/qr.svg"), &[], vec![]).await.unwrap();
+    assert_eq!(svg.headers["content-type"], "image/svg+xml");
+    assert!(String::from_utf8_lossy(&svg.body).contains("<svg"));
+    assert_eq!(server.http.order(&order_id).await["ticket_code"], code.as_str());
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_canceled_payments_say_so_and_allow_a_retry() {
+    let server = Server::start(browser_config(100)).await;
+    let client = browser().await;
+    for (button, status, word) in [("#pay-failed", "failed", "fail"), ("#pay-canceled", "canceled", "cancel")] {
+        checkout_in_browser(&client, &server.base, "B", "retry@example.com", None).await;
+        wait_for(&client, button).await.click().await.unwrap();
+        wait_js(&client, &format!("location.search.includes('status={status}')"), "the redirect").await;
+        wait_js(&client, &format!("document.querySelector('#status').textContent.toLowerCase().includes('{word}')"), "the message").await;
+        screenshot(&client, &format!("05-checkout-{status}")).await;
+        // The form is still there to try again.
+        assert!(client.find(Locator::Css("#submit")).await.is_ok());
+    }
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_is_shown() {
+    let server = Server::start(browser_config(1)).await;
+    // Someone else takes the only ticket of class A.
+    let (status, _) = server.http.checkout("A", "first@example.com").await;
+    assert_eq!(status, hyper::StatusCode::OK);
+    let client = browser().await;
+    client.goto(&server.base).await.unwrap();
+    wait_js(&client, "document.querySelector('#avail-A') && /sold out/i.test(document.querySelector('.class-card[data-cls=\"A\"]').textContent)", "a sold-out badge").await;
+    screenshot(&client, "06-landing-sold-out").await;
+    // Submitting anyway (the hold may be released later, so the page lets you try) says sold out.
+    client.goto(&format!("{}/demo/checkout", server.base)).await.unwrap();
+    wait_js(&client, "document.querySelector('#cls option[value=\"B\"]')", "class options").await;
+    let response = server.http.checkout("A", "second@example.com").await;
+    assert_eq!(response.0, hyper::StatusCode::CONFLICT);
+    client.goto(&format!("{}/demo/checkout?status=sold_out", server.base)).await.unwrap();
+    wait_js(&client, "/sold out/i.test(document.querySelector('#status').textContent)", "the sold-out message").await;
+    screenshot(&client, "07-checkout-sold-out").await;
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_logs_in_and_sees_a_new_order_live() {
+    let server = Server::start(browser_config(100)).await;
+    let client = browser().await;
+    let base = &server.base;
+
+    // Not logged in: the page sends you to the login, and the API says 401.
+    client.goto(&format!("{base}/admin")).await.unwrap();
+    wait_for(&client, "#login").await;
+    assert!(client.current_url().await.unwrap().path().ends_with("/admin/login"));
+    assert_eq!(server.http.get("/api/admin/orders").await.0, hyper::StatusCode::UNAUTHORIZED);
+
+    // A wrong password is refused with a message.
+    wait_js(&client, "document.querySelector('#login input[name=csrf]').value.length > 0", "the CSRF token").await;
+    client.find(Locator::Css("#username")).await.unwrap().send_keys("admin").await.unwrap();
+    client.find(Locator::Css("#password")).await.unwrap().send_keys("wrong").await.unwrap();
+    client.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "location.search.includes('error=invalid') && document.querySelector('#login-error').textContent.length > 0", "the error").await;
+    screenshot(&client, "08-admin-login-error").await;
+
+    wait_js(&client, "document.querySelector('#login input[name=csrf]').value.length > 0", "the CSRF token").await;
+    client.find(Locator::Css("#username")).await.unwrap().send_keys("admin").await.unwrap();
+    client.find(Locator::Css("#password")).await.unwrap().send_keys(ADMIN_PASSWORD).await.unwrap();
+    client.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "#orders").await;
+    assert!(client.current_url().await.unwrap().path().ends_with("/admin"));
+    wait_js(&client, "document.querySelector('#inventory') && /\\d/.test(document.querySelector('#inventory').textContent)", "inventory").await;
+
+    // Mark this page: if it reloads, the mark is gone.
+    client.execute("window.__not_reloaded = 42; return true;", vec![]).await.unwrap();
+    let (_, checkout) = server.http.checkout("A", "live@example.com").await;
+    let order_id = checkout["order_id"].as_str().unwrap().to_string();
+    server.http.webhook(&event("succeeded", &checkout, &unique_key("e"))).await;
+    wait_js(&client, &format!("document.querySelector('#orders tr[data-order-id=\"{order_id}\"]')"), "the new order's row").await;
+    wait_js(&client, &format!("/PAID/.test(document.querySelector('#orders tr[data-order-id=\"{order_id}\"]').textContent)"), "the row to show PAID").await;
+    assert_eq!(client.execute("return window.__not_reloaded;", vec![]).await.unwrap(), json!(42), "the page did not reload");
+    screenshot(&client, "09-admin-live").await;
+
+    // An open hold shows up in the holds panel.
+    let (_, held) = server.http.checkout("B", "holder@example.com").await;
+    let held_id = held["order_id"].as_str().unwrap().to_string();
+    wait_js(&client, &format!("document.querySelector('#holds').textContent.includes('holder@example.com')"), "the hold").await;
+    let _ = held_id;
+    screenshot(&client, "10-admin-holds").await;
+
+    client.goto(&format!("{base}/bench")).await.unwrap();
+    wait_for(&client, "#chart-throughput").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    screenshot(&client, "11-bench").await;
+    client.close().await.unwrap();
+}
