@@ -78,13 +78,17 @@
       ctx.strokeStyle = s.color || PALETTE[si % PALETTE.length]; ctx.lineWidth = 2; ctx.lineJoin = 'round';
       ctx.beginPath();
       let pen = false;
-      s.values.slice(-n).forEach((v, i, arr) => {
+      const vals = s.values.slice(-n), dots = [];
+      vals.forEach((v, i) => {
         if (!Number.isFinite(v)) { pen = false; return; }
-        const x = xAt(i, arr.length), y = box.y + box.h - (v / box.max) * box.h;
+        const x = xAt(i, vals.length), y = box.y + box.h - (v / box.max) * box.h;
         if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+        if (!Number.isFinite(vals[i - 1]) && !Number.isFinite(vals[i + 1])) dots.push([x, y]);   // a lone point
         pen = true;
       });
       ctx.stroke();
+      ctx.fillStyle = ctx.strokeStyle;
+      for (const [x, y] of dots) { ctx.beginPath(); ctx.arc(x, y, 2.5, 0, 2 * Math.PI); ctx.fill(); }
     });
   }
 
