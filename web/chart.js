@@ -50,7 +50,9 @@
       lx += tw + fs * 2.6;
     });
     const { max, step } = niceScale(maxValue, 4);
-    const left = Math.ceil(ctx.measureText(fmt(max)).width + fs);
+    let widest = 0;   // the widest tick label sets the left margin ("0.75" is wider than "1")
+    for (let v = 0; v <= max + step / 2; v += step) widest = Math.max(widest, ctx.measureText(fmt(v)).width);
+    const left = Math.ceil(widest + fs);
     const top = ly + row * 0.8;
     const box = { x: left, y: top, w: w - left - fs * 0.8, h: hgt - top - row * 1.2, max };
     ctx.textAlign = 'right';
