@@ -21,10 +21,8 @@ use crate::metrics::Metrics;
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// order id → Order (JSON).
 const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
-/// (order id, webhook idempotency key) → (): processed payment events. Keyed by order first so
-/// that an order's events sit together and new ones land at the right edge of the B-tree (order
-/// ids are time-ordered), instead of at random places as bare provider keys would.
-const EVENTS: TableDefinition<(&str, &str), ()> = TableDefinition::new("order_events");
+/// webhook idempotency key → order id.
+const EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
 /// (expires_at_ms, order id) → (): open holds by expiry, for the sweeper.
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 /// order status → number of orders in it, kept in the same transactions as the orders.
@@ -261,10 +259,12 @@ impl Store {
         })
     }
 
-    /// What a webhook needs, from one snapshot: the session, its order, and whether this event
-    /// was processed for that order before.
+    /// What a webhook needs, from one snapshot: was the event seen, the session, its order.
     pub fn payment_context(&self, event_key: &str, psid: &str) -> anyhow::Result<(bool, Option<Session>, Option<Order>)> {
         let tx = self.db.begin_read()?;
+        if tx.open_table(EVENTS)?.get(event_key)?.is_some() {
+            return Ok((true, None, None));
+        }
         let session: Option<Session> = match tx.open_table(SESSIONS)?.get(psid)? {
             Some(v) => Some(serde_json::from_slice(v.value()).context("decoding session")?),
             None => None,
@@ -276,11 +276,13 @@ impl Store {
             },
             None => None,
         };
-        let seen = match &session {
-            Some(session) => tx.open_table(EVENTS)?.get((session.order_id.as_str(), event_key))?.is_some(),
-            None => false,
-        };
-        Ok((seen, session, order))
+        Ok((false, session, order))
+    }
+
+    pub fn event_seen(&self, event_key: &str) -> anyhow::Result<bool> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(EVENTS)?;
+        Ok(table.get(event_key)?.is_some())
     }
 
     /// Open holds whose expiry is at or before `now_ms`, oldest first, at most `limit`.
@@ -462,7 +464,7 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                     WriteResult::Done
                 }
                 Write::Payment { order_id, expires_at_ms, event_key, outcome } => {
-                    if events.get((order_id.as_str(), event_key.as_str()))?.is_some() {
+                    if events.get(event_key.as_str())?.is_some() {
                         WriteResult::Replay
                     } else {
                         let current: Option<Order> = match orders.get(order_id.as_str())? {
@@ -482,7 +484,7 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                                     orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
                                     expiry.remove((*expires_at_ms, order_id.as_str()))?;
                                 }
-                                events.insert((order_id.as_str(), event_key.as_str()), ())?;
+                                events.insert(event_key.as_str(), order_id.as_str())?;
                                 WriteResult::Order(order.status)
                             }
                         }
