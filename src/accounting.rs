@@ -40,6 +40,10 @@ pub mod code {
     pub const FUNDING: u16 = 1;
     pub const HOLD: u16 = 2;
     pub const BOOK_NOW: u16 = 3;
+    /// Holds made by the bare accounting endpoints (benchmarks). Their posts carry this code,
+    /// and TigerBeetle refuses a post whose code differs from its hold's: those endpoints can
+    /// never post a customer's hold.
+    pub const BENCH_HOLD: u16 = 4;
 }
 
 /// What is sold: a ticket class (by its id, at most 8 bytes) or the goodie pool.
@@ -132,6 +136,15 @@ pub fn funding_transfer(ledger: u32, resource: Resource, funded: u128, capacity:
 /// A hold: a pending transfer of one unit Budget → Spent that expires after `timeout_s`.
 /// `order_id` is kept in `user_data_128` so the ledger can be audited against the store.
 pub fn hold(ledger: u32, resource: Resource, hold_id: u128, order_id: u128, timeout_s: u32) -> Transfer {
+    hold_with_code(ledger, resource, hold_id, order_id, timeout_s, code::HOLD)
+}
+
+/// A hold of the bare accounting path (`code::BENCH_HOLD`).
+pub fn bench_hold(ledger: u32, resource: Resource, hold_id: u128, timeout_s: u32) -> Transfer {
+    hold_with_code(ledger, resource, hold_id, hold_id, timeout_s, code::BENCH_HOLD)
+}
+
+fn hold_with_code(ledger: u32, resource: Resource, hold_id: u128, order_id: u128, timeout_s: u32, code: u16) -> Transfer {
     assert!(hold_id != 0 && hold_id != u128::MAX);
     assert!(timeout_s > 0);
     Transfer::new(hold_id)
@@ -139,7 +152,7 @@ pub fn hold(ledger: u32, resource: Resource, hold_id: u128, order_id: u128, time
         .with_credit_account_id(account_id(ledger, resource, AccountKind::Spent))
         .with_amount(1)
         .with_ledger(ledger)
-        .with_code(code::HOLD)
+        .with_code(code)
         .with_user_data_128(order_id)
         .with_flags(transfer::Flags::PENDING)
         .with_timeout(timeout_s)
@@ -163,6 +176,11 @@ pub fn post(hold_id: u128) -> Transfer {
         .with_pending_id(hold_id)
         .with_amount(1)
         .with_flags(transfer::Flags::POST_PENDING_TRANSFER)
+}
+
+/// Posts a hold only if it was made by the bare accounting path (`bench_hold`).
+pub fn bench_post(hold_id: u128) -> Transfer {
+    post(hold_id).with_code(code::BENCH_HOLD)
 }
 
 /// Voids a hold: its unit returns to Budget at once.

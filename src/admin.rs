@@ -147,6 +147,11 @@ impl Admin {
         (expiry.parse::<u64>().ok()? > now_ms).then(|| value.to_string())
     }
 
+    /// Whether a session value (already verified once) has not expired yet.
+    pub fn session_still_valid(&self, session: &str, now_ms: u64) -> bool {
+        session.split('.').next().and_then(|e| e.parse::<u64>().ok()).is_some_and(|expiry| expiry > now_ms)
+    }
+
     pub fn session_cookie(value: &str) -> String {
         format!("{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_TTL_MS / 1000)
     }

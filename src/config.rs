@@ -46,9 +46,18 @@ pub struct Config {
     pub webhook_secret: String,
     #[serde(default = "default_admin_user")]
     pub admin_user: String,
-    /// `None`: the appliance generates one on first start (see the admin UI issue).
+    /// `None`: the appliance generates one on first start and keeps it in the data dir.
     #[serde(default)]
     pub admin_password: Option<String>,
+    /// Serve `/api/accounting/reserve` and `/commit` (the bare accounting path, for
+    /// benchmarks). Anyone can use them to take tickets without an order: turn them off at a
+    /// real event.
+    #[serde(default = "default_true")]
+    pub accounting_endpoints: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +120,7 @@ impl Default for Config {
             webhook_secret: default_webhook_secret(),
             admin_user: default_admin_user(),
             admin_password: None,
+            accounting_endpoints: true,
         }
     }
 }

@@ -31,8 +31,33 @@ pub struct App {
     /// How long a request waits for TigerBeetle before answering 503.
     pub tb_timeout: Duration,
     pub admin: crate::admin::Admin,
+    /// Striped locks that serialize payment events per order (by psid) within this process, so
+    /// that two outcomes for one expired hold cannot both move units (see `settle`).
+    pub payment_locks: PaymentLocks,
     /// Turns true at shutdown: long-lived streams end so the server can drain.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Locks striped by a hash of the payment session id: events for one order run one at a time,
+/// events for different orders almost never wait for each other.
+pub struct PaymentLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+pub const PAYMENT_LOCK_STRIPES: usize = 1024;
+
+impl Default for PaymentLocks {
+    fn default() -> Self {
+        PaymentLocks { stripes: (0..PAYMENT_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect() }
+    }
+}
+
+impl PaymentLocks {
+    pub fn stripe(&self, psid: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(psid);
+        &self.stripes[(hash % PAYMENT_LOCK_STRIPES as u64) as usize]
+    }
 }
 
 /// A use case's refusal, mapped one-to-one onto an HTTP status by `http`.
@@ -128,6 +153,19 @@ pub fn new_ticket_code() -> String {
     code
 }
 
+/// A new id for orders and holds: a millisecond timestamp (48 bits, so ids sort by time and land
+/// at the right edge of B-trees) and 80 bits from the OS's secure random source. Unlike
+/// TigerBeetle's `id()` (sequential within a millisecond), neighbours cannot be guessed: an
+/// order id is what reads an order and its ticket code.
+pub fn new_id() -> u128 {
+    let random = random_bytes::<10>();
+    let mut low = [0u8; 16];
+    low[6..].copy_from_slice(&random);
+    let id = (u128::from(now_ms()) << 80) | u128::from_be_bytes(low);
+    assert!(id != 0 && id != u128::MAX);
+    id
+}
+
 pub fn format_order_id(id: u128) -> String {
     format!("{id:032x}")
 }
@@ -159,9 +197,9 @@ impl App {
         }
         let ledger = self.config.ledger;
         let timeout_s = self.config.hold_timeout_s;
-        let order_num = tb::id();
-        let ticket_hold_id = tb::id();
-        let goodie_hold_id = tb::id();
+        let order_num = new_id();
+        let ticket_hold_id = new_id();
+        let goodie_hold_id = new_id();
         self.metrics.stage(stage::CHECKOUT_VALIDATE, &mut clock);
         let results = self
             .transfers(vec![
@@ -243,6 +281,8 @@ impl App {
             .check_lengths()
             .map_err(|field| FlowError::BadRequest(format!("invalid event field {field}")))?;
         self.metrics.payment_events.add(1);
+        // One event per order at a time, from the read of its state to the write of its outcome.
+        let _order_lock = self.payment_locks.stripe(&event.payment_session_id).lock().await;
         let (seen, session, order) =
             store_read(self.store.payment_context(&event.idempotency_key, &event.payment_session_id))?;
         if seen {
@@ -307,9 +347,16 @@ impl App {
                 transfers.extend(goodie.map(accounting::void));
                 let results = self.transfers(transfers).await?;
                 match results[0] {
-                    r if r.is_success()
-                        || r == TransferResult::PendingAlreadyVoided
-                        || r == TransferResult::PendingExpired => {}
+                    r if r.is_success() || r == TransferResult::PendingAlreadyVoided => {}
+                    TransferResult::PendingExpired => {
+                        // The hold expired. A succeeded event may already have booked the ticket
+                        // directly and then lost its store write (a crash, a 503): that booking
+                        // stands, and the provider's retry of it will record PAID.
+                        let booked = self.booked_after_expiry(ticket).await?;
+                        if booked {
+                            return Ok(None);
+                        }
+                    }
                     TransferResult::PendingAlreadyPosted => return Ok(None),
                     other => {
                         tracing::error!(?other, order_id = %session.order_id, "voiding ticket hold");
@@ -319,6 +366,19 @@ impl App {
                 let status = if kind == EventType::Failed { OrderStatus::Failed } else { OrderStatus::Canceled };
                 Ok(Some(Outcome { status, paid_at_ms: None, ticket_code: None, got_goodie: false }))
             }
+        }
+    }
+
+    /// Whether a book-now transfer exists for this hold.
+    async fn booked_after_expiry(&self, hold_id: u128) -> Result<bool, FlowError> {
+        let lookup = self.ledger.lookup_transfers(vec![accounting::book_now_id(hold_id)]);
+        match tokio::time::timeout(self.tb_timeout, lookup).await {
+            Ok(Ok(found)) => Ok(!found.is_empty()),
+            Ok(Err(e)) => Err(FlowError::Unavailable(format!("TigerBeetle lookup failed: {e:#}"))),
+            Err(_) => Err(FlowError::Unavailable(format!(
+                "TigerBeetle did not answer within {} ms",
+                self.tb_timeout.as_millis()
+            ))),
         }
     }
 
@@ -380,13 +440,13 @@ impl App {
             Some(cls) => self.config.class(cls).ok_or_else(|| FlowError::BadRequest(format!("unknown ticket class {cls:?}")))?,
             None => &self.config.classes[0],
         };
-        let (ticket, goodie) = (tb::id(), tb::id());
+        let (ticket, goodie) = (new_id(), new_id());
         let ledger = self.config.ledger;
         let timeout_s = self.config.hold_timeout_s;
         let results = self
             .transfers(vec![
-                accounting::hold(ledger, Resource::class(&class.id), ticket, ticket, timeout_s),
-                accounting::hold(ledger, Resource::GOODIES, goodie, ticket, timeout_s),
+                accounting::bench_hold(ledger, Resource::class(&class.id), ticket, timeout_s),
+                accounting::bench_hold(ledger, Resource::GOODIES, goodie, timeout_s),
             ])
             .await?;
         match results[0] {
@@ -396,10 +456,10 @@ impl App {
         }
     }
 
-    /// Posts holds made by `reserve`. Returns each post's result name.
+    /// Posts holds made by `reserve` (and only those: see `accounting::bench_post`).
     pub async fn commit(&self, ticket: u128, goodie: Option<u128>) -> Result<Vec<TransferResult>, FlowError> {
-        let mut transfers = vec![accounting::post(ticket)];
-        transfers.extend(goodie.map(accounting::post));
+        let mut transfers = vec![accounting::bench_post(ticket)];
+        transfers.extend(goodie.map(accounting::bench_post));
         self.transfers(transfers).await
     }
 
@@ -439,6 +499,10 @@ mod tests {
         assert_eq!(psid.len(), 47);
         assert!(psid[..15] <= new_psid()[..15], "time-ordered prefix");
         assert_eq!(parse_order_id(&format_order_id(12345)), Some(12345));
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        assert!(b.abs_diff(a) > 1 << 20 || (a >> 80) != (b >> 80), "not sequential");
+        assert!(a >> 80 <= b >> 80, "time-ordered");
         assert_eq!(parse_order_id("zz"), None);
     }
 }

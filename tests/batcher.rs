@@ -95,3 +95,25 @@ async fn funding_is_idempotent_and_raises_only_the_difference() {
     ledger.ensure_event(&config).await.unwrap();
     assert_eq!(ledger.inventory(&config).await.unwrap().0[0].capacity, 80);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bare_accounting_path_cannot_post_a_customers_hold() {
+    let mut config = Config::default();
+    config.ledger = next_ledger();
+    config.classes.truncate(1);
+    let ledger = Arc::new(Ledger::connect(0, replica_address()).unwrap());
+    ledger.ensure_event(&config).await.unwrap();
+    let batcher = Batcher::spawn(ledger.clone(), BatcherOptions::default(), Arc::new(Metrics::default()));
+    let class = Resource::class("A");
+    let (customer, bench) = (tigerfans::flow::new_id(), tigerfans::flow::new_id());
+    let results = batcher
+        .submit(vec![accounting::hold(config.ledger, class, customer, customer, 300), accounting::bench_hold(config.ledger, class, bench, 300)])
+        .await
+        .unwrap();
+    assert_eq!(results, vec![TransferResult::Created, TransferResult::Created]);
+    // 30 = pending_transfer_has_different_code: /api/accounting/commit cannot sell a customer's hold.
+    let results = batcher.submit(vec![accounting::bench_post(customer), accounting::bench_post(bench)]).await.unwrap();
+    assert_eq!(results, vec![TransferResult::Other(30), TransferResult::Created]);
+    // The customer's own payment still posts it.
+    assert_eq!(batcher.submit(vec![accounting::post(customer)]).await.unwrap(), vec![TransferResult::Created]);
+}

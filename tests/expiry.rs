@@ -79,3 +79,40 @@ async fn late_payment_after_the_ticket_was_resold_is_paid_unfulfilled() {
     let (_, reply) = http.webhook(&event("succeeded", &first, &unique_key("e"))).await;
     assert_eq!(reply["order_status"], "PAID_UNFULFILLED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_expiry_succeeded_and_failed_racing_leave_one_outcome_and_balanced_books() {
+    let server = Server::start(config(5, 100, 2)).await;
+    let http = &server.http;
+    let mut checkouts = Vec::new();
+    for i in 0..5 {
+        let (status, checkout) = http.checkout("A", &format!("race{i}@example.com")).await;
+        assert_eq!(status, StatusCode::OK);
+        checkouts.push(checkout);
+    }
+    for checkout in &checkouts {
+        wait_expired(http, checkout["order_id"].as_str().unwrap()).await;
+    }
+    wait_available(http, "A", 5).await;
+    // Each expired order gets a succeeded and a failed event at the same moment.
+    let mut races = Vec::new();
+    for checkout in &checkouts {
+        let (a, b) = (event("succeeded", checkout, &unique_key("e")), event("failed", checkout, &unique_key("e")));
+        let (h1, h2) = (http.clone(), http.clone());
+        races.push(tokio::spawn(async move { h1.webhook(&a).await }));
+        races.push(tokio::spawn(async move { h2.webhook(&b).await }));
+    }
+    for race in races {
+        assert_eq!(race.await.unwrap().0, StatusCode::OK);
+    }
+    let mut paid = 0;
+    for checkout in &checkouts {
+        let status = http.order(checkout["order_id"].as_str().unwrap()).await["status"].clone();
+        assert!(status == "PAID" || status == "FAILED", "{status}");
+        if status == "PAID" {
+            paid += 1;
+        }
+    }
+    let inventory = http.inventory().await;
+    assert_eq!(inventory["A"]["sold"], paid, "TigerBeetle sold exactly the PAID orders");
+}

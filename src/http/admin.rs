@@ -228,8 +228,9 @@ impl Drop for StreamSlot {
     }
 }
 
-/// `text/event-stream` of `snapshot` events until the client leaves or the server stops.
-pub fn events(app: Arc<App>) -> Response<Body> {
+/// `text/event-stream` of `snapshot` events until the client leaves, its session expires, or
+/// the server stops.
+pub fn events(app: Arc<App>, session: String) -> Response<Body> {
     if EVENT_STREAMS.fetch_add(1, Ordering::SeqCst) >= EVENT_STREAMS_MAX {
         EVENT_STREAMS.fetch_sub(1, Ordering::SeqCst);
         return detail(StatusCode::SERVICE_UNAVAILABLE, "too many live admin views");
@@ -247,9 +248,17 @@ pub fn events(app: Arc<App>) -> Response<Body> {
             return;
         }
         loop {
+            // The session may have expired or been replaced while the stream was open.
+            if !app.admin.session_still_valid(&session, flow::now_ms()) {
+                return;
+            }
             let data = serde_json::to_string(&snapshot(&app).await).expect("snapshots serialize");
-            if sender.send(Bytes::from(format!("event: snapshot\ndata: {data}\n\n"))).await.is_err() {
-                return; // the client went away
+            let frame = Bytes::from(format!("event: snapshot\ndata: {data}\n\n"));
+            // A client that stopped reading must not keep this task (and the app) alive past
+            // shutdown: wait for room in the stream or for shutdown, whichever comes first.
+            tokio::select! {
+                sent = sender.send(frame) => if sent.is_err() { return },
+                _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
                 return;

@@ -118,10 +118,22 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
         }
         ["api", "admin", "orders"] => if get { admin::orders(app, request.uri().query()) } else { method_not_allowed() },
         ["api", "admin", "goodies"] => if get { admin::goodies(app).await } else { method_not_allowed() },
-        ["api", "admin", "events"] => if get { admin::events(app.clone()) } else { method_not_allowed() },
+        ["api", "admin", "events"] => {
+            if get {
+                match admin::session_of(app, &request) {
+                    Some(session) => admin::events(app.clone(), session),
+                    None => admin::unauthorized(),
+                }
+            } else {
+                method_not_allowed()
+            }
+        }
         ["api", "pending"] => if get { admin::pending(app, request.uri().query()) } else { method_not_allowed() },
         ["api", "sessions", psid] => if get { session(app, psid) } else { method_not_allowed() },
         ["api", "inventory"] => if get { inventory(app).await } else { method_not_allowed() },
+        ["api", "accounting", _] if !app.config.accounting_endpoints => {
+            detail(StatusCode::FORBIDDEN, "the accounting endpoints are disabled (accounting_endpoints = false)")
+        }
         ["api", "accounting", "reserve"] => if get { reserve(app, request.uri().query()).await } else { method_not_allowed() },
         ["api", "accounting", "commit"] => if get { commit(app, request.uri().query()).await } else { method_not_allowed() },
         ["healthz"] => if get { healthz(app).await } else { method_not_allowed() },
