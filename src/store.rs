@@ -260,7 +260,11 @@ impl Store {
     }
 
     /// What a webhook needs, from one snapshot: was the event seen, the session, its order.
-    pub fn payment_context(&self, event_key: &str, psid: &str) -> anyhow::Result<(bool, Option<Session>, Option<Order>)> {
+    pub fn payment_context(
+        &self,
+        event_key: &str,
+        psid: &str,
+    ) -> anyhow::Result<(bool, Option<Session>, Option<Order>)> {
         let tx = self.db.begin_read()?;
         if tx.open_table(EVENTS)?.get(event_key)?.is_some() {
             return Ok((true, None, None));
@@ -333,7 +337,12 @@ impl Store {
 
     /// Newest orders first, optionally only one status and/or matching `query` (a substring of
     /// the email or the ticket code, case-insensitive).
-    pub fn recent_orders(&self, limit: usize, status: Option<OrderStatus>, query: Option<&str>) -> anyhow::Result<Vec<Order>> {
+    pub fn recent_orders(
+        &self,
+        limit: usize,
+        status: Option<OrderStatus>,
+        query: Option<&str>,
+    ) -> anyhow::Result<Vec<Order>> {
         let limit = limit.min(ADMIN_LIST_MAX);
         let query = query.map(str::to_lowercase).filter(|q| !q.is_empty());
         let tx = self.db.begin_read()?;
@@ -361,31 +370,29 @@ impl Store {
 
     /// Open holds, soonest to expire last (newest first), with their orders.
     pub fn active_holds(&self, limit: usize) -> anyhow::Result<Vec<(u64, Order)>> {
-        let tx = self.db.begin_read()?;
-        let expiry = tx.open_table(EXPIRY)?;
-        let orders = tx.open_table(ORDERS)?;
-        let mut out = Vec::new();
-        for entry in expiry.iter()?.rev().take(limit.min(ADMIN_LIST_MAX)) {
-            let (key, _) = entry?;
-            let (expires_at_ms, order_id) = key.value();
-            if let Some(v) = orders.get(order_id)? {
-                out.push((expires_at_ms, serde_json::from_slice(v.value()).context("decoding order")?));
-            }
-        }
-        Ok(out)
+        self.newest_with_orders(EXPIRY, limit)
     }
 
     /// The most recent expiries, newest first.
     pub fn recent_expired(&self, limit: usize) -> anyhow::Result<Vec<(u64, Order)>> {
+        self.newest_with_orders(EXPIRED_LOG, limit)
+    }
+
+    /// The last entries of a `(time, order id)` index, newest first, joined with their orders.
+    fn newest_with_orders(
+        &self,
+        index: TableDefinition<(u64, &str), ()>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(u64, Order)>> {
         let tx = self.db.begin_read()?;
-        let log = tx.open_table(EXPIRED_LOG)?;
+        let index = tx.open_table(index)?;
         let orders = tx.open_table(ORDERS)?;
         let mut out = Vec::new();
-        for entry in log.iter()?.rev().take(limit.min(ADMIN_LIST_MAX)) {
+        for entry in index.iter()?.rev().take(limit.min(ADMIN_LIST_MAX)) {
             let (key, _) = entry?;
-            let (expired_at_ms, order_id) = key.value();
+            let (at_ms, order_id) = key.value();
             if let Some(v) = orders.get(order_id)? {
-                out.push((expired_at_ms, serde_json::from_slice(v.value()).context("decoding order")?));
+                out.push((at_ms, serde_json::from_slice(v.value()).context("decoding order")?));
             }
         }
         Ok(out)

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::response::{self, detail, json as json_response, Body};
-use super::routes::{inventory_json, page, read_body};
+use super::routes::{inventory_json, page, query_param, read_body};
 use super::HttpLimits;
 use crate::admin::Admin;
 use crate::flow::{self, App};
@@ -127,10 +127,6 @@ fn hold_json(expires_at_ms: u64, order: &Order, now: u64) -> Value {
     })
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-}
-
 fn limit_param(query: Option<&str>, default: usize) -> Result<usize, Response<Body>> {
     match query_param(query, "limit") {
         None => Ok(default),
@@ -158,7 +154,9 @@ pub fn orders(app: &App, query: Option<&str>) -> Response<Body> {
     };
     let q = query_param(query, "q");
     match app.store.recent_orders(limit, status, q.as_deref()) {
-        Ok(orders) => json_response(StatusCode::OK, &json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()})),
+        Ok(orders) => {
+            json_response(StatusCode::OK, &json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()}))
+        }
         Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
     }
 }

@@ -21,7 +21,12 @@ use crate::metrics;
 use crate::payment::{EventType, SIGNATURE_HEADER};
 use crate::web;
 
-pub async fn handle(app: Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    app: Arc<App>,
+    limits: &HttpLimits,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let label = route_label(request.uri().path());
     let response = route(&app, limits, peer, request).await;
@@ -75,21 +80,97 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
     let get = method == Method::GET || method == Method::HEAD;
     let post = method == Method::POST;
     match segments.as_slice() {
-        [""] | ["index.html"] => if get { page("index.html") } else { method_not_allowed() },
-        ["demo", "checkout"] => if get { page("checkout.html") } else { method_not_allowed() },
-        ["demo", "success"] => if get { page("success.html") } else { method_not_allowed() },
-        ["mockpay", psid] => if get { mockpay_page(app, psid) } else { method_not_allowed() },
-        ["mockpay", psid, "emit"] => {
-            if post { emit(app, limits, psid, request).await } else { method_not_allowed() }
+        [""] | ["index.html"] => {
+            if get {
+                page("index.html")
+            } else {
+                method_not_allowed()
+            }
         }
-        ["static", file] => if get { asset(file) } else { method_not_allowed() },
-        ["api", "checkout"] => if post { checkout(app, limits, request).await } else { method_not_allowed() },
-        ["payments", "webhook"] => if post { webhook(app, limits, request).await } else { method_not_allowed() },
-        ["api", "orders", order_id] => if get { order(app, order_id) } else { method_not_allowed() },
-        ["api", "orders", order_id, "qr.svg"] => if get { qr(app, order_id) } else { method_not_allowed() },
-        ["api", "event"] => if get { event(app) } else { method_not_allowed() },
-        ["bench"] => if get { page("bench.html") } else { method_not_allowed() },
-        ["admin"] => if get { admin::admin_page(app, &request) } else { method_not_allowed() },
+        ["demo", "checkout"] => {
+            if get {
+                page("checkout.html")
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["demo", "success"] => {
+            if get {
+                page("success.html")
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["mockpay", psid] => {
+            if get {
+                mockpay_page(app, psid)
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["mockpay", psid, "emit"] => {
+            if post {
+                emit(app, limits, psid, request).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["static", file] => {
+            if get {
+                asset(file)
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "checkout"] => {
+            if post {
+                checkout(app, limits, request).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["payments", "webhook"] => {
+            if post {
+                webhook(app, limits, request).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "orders", order_id] => {
+            if get {
+                order(app, order_id)
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "orders", order_id, "qr.svg"] => {
+            if get {
+                qr(app, order_id)
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "event"] => {
+            if get {
+                event(app)
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["bench"] => {
+            if get {
+                page("bench.html")
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["admin"] => {
+            if get {
+                admin::admin_page(app, &request)
+            } else {
+                method_not_allowed()
+            }
+        }
         ["admin", "login"] => {
             if get {
                 page("admin-login.html")
@@ -99,8 +180,20 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
                 method_not_allowed()
             }
         }
-        ["admin", "logout"] => if post { admin::logout(app, limits, request).await } else { method_not_allowed() },
-        ["api", "admin", "csrf"] => if get { admin::csrf(app, &request) } else { method_not_allowed() },
+        ["admin", "logout"] => {
+            if post {
+                admin::logout(app, limits, request).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "admin", "csrf"] => {
+            if get {
+                admin::csrf(app, &request)
+            } else {
+                method_not_allowed()
+            }
+        }
         ["api", "bench", "results"] => {
             if get {
                 admin::bench_results(app)
@@ -114,10 +207,26 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             }
         }
         ["api", "admin", _] | ["api", "pending"] if admin::session_of(app, &request).is_none() => {
-            if get { admin::unauthorized() } else { method_not_allowed() }
+            if get {
+                admin::unauthorized()
+            } else {
+                method_not_allowed()
+            }
         }
-        ["api", "admin", "orders"] => if get { admin::orders(app, request.uri().query()) } else { method_not_allowed() },
-        ["api", "admin", "goodies"] => if get { admin::goodies(app).await } else { method_not_allowed() },
+        ["api", "admin", "orders"] => {
+            if get {
+                admin::orders(app, request.uri().query())
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "admin", "goodies"] => {
+            if get {
+                admin::goodies(app).await
+            } else {
+                method_not_allowed()
+            }
+        }
         ["api", "admin", "events"] => {
             if get {
                 match admin::session_of(app, &request) {
@@ -128,24 +237,70 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
                 method_not_allowed()
             }
         }
-        ["api", "pending"] => if get { admin::pending(app, request.uri().query()) } else { method_not_allowed() },
-        ["api", "sessions", psid] => if get { session(app, psid) } else { method_not_allowed() },
-        ["api", "inventory"] => if get { inventory(app).await } else { method_not_allowed() },
+        ["api", "pending"] => {
+            if get {
+                admin::pending(app, request.uri().query())
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "sessions", psid] => {
+            if get {
+                session(app, psid)
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "inventory"] => {
+            if get {
+                inventory(app).await
+            } else {
+                method_not_allowed()
+            }
+        }
         ["api", "accounting", _] if !app.config.accounting_endpoints => {
             detail(StatusCode::FORBIDDEN, "the accounting endpoints are disabled (accounting_endpoints = false)")
         }
-        ["api", "accounting", "reserve"] => if get { reserve(app, request.uri().query()).await } else { method_not_allowed() },
-        ["api", "accounting", "commit"] => if get { commit(app, request.uri().query()).await } else { method_not_allowed() },
-        ["healthz"] => if get { healthz(app).await } else { method_not_allowed() },
-        ["metrics"] => if get { metrics_text(app).await } else { method_not_allowed() },
+        ["api", "accounting", "reserve"] => {
+            if get {
+                reserve(app, request.uri().query()).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["api", "accounting", "commit"] => {
+            if get {
+                commit(app, request.uri().query()).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["healthz"] => {
+            if get {
+                healthz(app).await
+            } else {
+                method_not_allowed()
+            }
+        }
+        ["metrics"] => {
+            if get {
+                metrics_text(app).await
+            } else {
+                method_not_allowed()
+            }
+        }
         _ => detail(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
 /// Reads a whole body within the size and time limits: 413 when too large (declared or actual,
 /// chunked included), 408 when too slow.
-pub(super) async fn read_body(limits: &HttpLimits, request: Request<Incoming>) -> Result<(hyper::http::request::Parts, Bytes), Response<Body>> {
-    let too_large = || detail(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over {} bytes", limits.body_bytes_max));
+pub(super) async fn read_body(
+    limits: &HttpLimits,
+    request: Request<Incoming>,
+) -> Result<(hyper::http::request::Parts, Bytes), Response<Body>> {
+    let too_large =
+        || detail(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over {} bytes", limits.body_bytes_max));
     if let Some(length) = request.headers().get(CONTENT_LENGTH) {
         match length.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
             Some(length) if length > limits.body_bytes_max as u64 => return Err(too_large()),
@@ -232,9 +387,7 @@ async fn emit(app: &App, limits: &HttpLimits, psid: &str, request: Request<Incom
         Ok(read) => read,
         Err(response) => return response,
     };
-    let kind = form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "t")
-        .and_then(|(_, v)| EventType::from_button(&v));
+    let kind = form_urlencoded::parse(&body).find(|(k, _)| k == "t").and_then(|(_, v)| EventType::from_button(&v));
     let Some(kind) = kind else {
         return detail(StatusCode::BAD_REQUEST, "form field t must be succeeded, failed or canceled");
     };
@@ -364,20 +517,15 @@ fn qr(app: &App, order_id: &str) -> Response<Body> {
         return detail(StatusCode::NOT_FOUND, "this order has no ticket");
     };
     let qr = qrcode::QrCode::new(code.as_bytes()).expect("a 14-character code always fits a QR code");
-    let svg = qr
-        .render::<qrcode::render::svg::Color<'_>>()
-        .min_dimensions(256, 256)
-        .quiet_zone(true)
-        .build();
+    let svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).quiet_zone(true).build();
     let mut response = response::bytes(StatusCode::OK, "image/svg+xml", Bytes::from(svg));
-    response.headers_mut().insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("private, max-age=86400"),
-    );
+    response
+        .headers_mut()
+        .insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("private, max-age=86400"));
     response
 }
 
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+pub(super) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
@@ -457,7 +605,9 @@ async fn healthz(app: &App) -> Response<Body> {
 /// TigerBeetle's balances, orders by status from the store's counters).
 async fn metrics_text(app: &App) -> Response<Body> {
     let mut extra: Vec<(String, i64)> = Vec::new();
-    if let Ok(Ok((classes, goodies))) = tokio::time::timeout(Duration::from_secs(1), app.ledger.inventory(&app.config)).await {
+    if let Ok(Ok((classes, goodies))) =
+        tokio::time::timeout(Duration::from_secs(1), app.ledger.inventory(&app.config)).await
+    {
         let held: u64 = classes.iter().map(|c| c.active_holds).sum();
         extra.push(("tigerfans_holds_active".into(), held as i64));
         extra.push(("tigerfans_goodie_holds_active".into(), goodies.active_holds as i64));
@@ -469,6 +619,7 @@ async fn metrics_text(app: &App) -> Response<Body> {
             extra.push((format!("tigerfans_orders{{status=\"{}\"}}", status.as_str()), n as i64));
         }
     }
-    let extra: Vec<(&str, &str, i64)> = extra.iter().map(|(name, v)| (name.as_str(), "Read at scrape time.", *v)).collect();
+    let extra: Vec<(&str, &str, i64)> =
+        extra.iter().map(|(name, v)| (name.as_str(), "Read at scrape time.", *v)).collect();
     response::bytes(StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(app.metrics.render(&extra)))
 }
