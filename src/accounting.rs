@@ -19,8 +19,8 @@
 //! Spent credits_pending = held.
 
 use sha2::{Digest, Sha256};
-use tigerbeetle_unofficial as tb;
 use tb::{account, transfer, Account, Transfer};
+use tigerbeetle_unofficial as tb;
 
 /// The largest batch TigerBeetle accepts in one `create_transfers` request:
 /// (message_size_max 1 MiB - 256 B header) / 128 B per transfer.
@@ -58,10 +58,7 @@ impl Resource {
 
     pub fn class(class_id: &str) -> Resource {
         let bytes = class_id.as_bytes();
-        assert!(
-            crate::config::is_valid_class_id(class_id),
-            "class id {class_id:?} must be validated by config"
-        );
+        assert!(crate::config::is_valid_class_id(class_id), "class id {class_id:?} must be validated by config");
         let mut key = [0u8; 8];
         key[..bytes.len()].copy_from_slice(bytes);
         Resource { key: u64::from_be_bytes(key) }
@@ -83,8 +80,7 @@ pub fn account_id(ledger: u32, resource: Resource, kind: AccountKind) -> u128 {
 /// The three accounts of a resource, ready for `create_accounts` (`exists` is success).
 pub fn resource_accounts(ledger: u32, resource: Resource) -> [Account; 3] {
     let make = |kind: AccountKind| {
-        Account::new(account_id(ledger, resource, kind), ledger, kind as u16)
-            .with_user_data_64(resource.key)
+        Account::new(account_id(ledger, resource, kind), ledger, kind as u16).with_user_data_64(resource.key)
     };
     [
         make(AccountKind::Operator),
@@ -144,7 +140,14 @@ pub fn bench_hold(ledger: u32, resource: Resource, hold_id: u128, timeout_s: u32
     hold_with_code(ledger, resource, hold_id, hold_id, timeout_s, code::BENCH_HOLD)
 }
 
-fn hold_with_code(ledger: u32, resource: Resource, hold_id: u128, order_id: u128, timeout_s: u32, code: u16) -> Transfer {
+fn hold_with_code(
+    ledger: u32,
+    resource: Resource,
+    hold_id: u128,
+    order_id: u128,
+    timeout_s: u32,
+    code: u16,
+) -> Transfer {
     assert!(hold_id != 0 && hold_id != u128::MAX);
     assert!(timeout_s > 0);
     Transfer::new(hold_id)

@@ -84,11 +84,8 @@ async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> a
         lanes.push(Arc::new(Ledger::connect(options.tb_cluster, addresses)?));
     }
     let batcher = Batcher::spawn_lanes(lanes, BatcherOptions::default(), metrics.clone());
-    let admin = Admin::load_or_create(
-        &options.data_dir,
-        &options.config.admin_user,
-        options.config.admin_password.as_deref(),
-    )?;
+    let admin =
+        Admin::load_or_create(&options.data_dir, &options.config.admin_user, options.config.admin_password.as_deref())?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let app = Arc::new(App {
         config: options.config.clone(),
@@ -126,7 +123,9 @@ async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> a
             joined?;
             tracing::info!("store closed");
         }
-        Err(_) => tracing::warn!("store writer still referenced after the drain; exiting (all acknowledged writes are durable)"),
+        Err(_) => tracing::warn!(
+            "store writer still referenced after the drain; exiting (all acknowledged writes are durable)"
+        ),
     }
     Ok(())
 }

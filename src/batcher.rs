@@ -25,10 +25,7 @@ use crate::metrics::Metrics;
 pub trait Backend: Send + Sync + 'static {
     /// Submits one batch. On success returns `(index, code)` for every transfer that did not
     /// succeed, TigerBeetle's sparse result format; `Err` means the request itself failed.
-    fn create_transfers(
-        &self,
-        batch: Vec<Transfer>,
-    ) -> impl Future<Output = Result<Vec<(u32, u32)>, String>> + Send;
+    fn create_transfers(&self, batch: Vec<Transfer>) -> impl Future<Output = Result<Vec<(u32, u32)>, String>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,12 +208,7 @@ mod tests {
         async fn create_transfers(&self, batch: Vec<Transfer>) -> Result<Vec<(u32, u32)>, String> {
             self.sizes.lock().unwrap().push(batch.len());
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            Ok(batch
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.id() % 7 == 0)
-                .map(|(i, _)| (i as u32, 54))
-                .collect())
+            Ok(batch.iter().enumerate().filter(|(_, t)| t.id() % 7 == 0).map(|(i, _)| (i as u32, 54)).collect())
         }
     }
 

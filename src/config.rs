@@ -128,8 +128,7 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML (`.toml`) or JSON (anything else starting with `{`) file and validates it.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         let config = Config::parse(&text, path.extension().and_then(|e| e.to_str()))
             .with_context(|| format!("in config file {}", path.display()))?;
         Ok(config)
@@ -165,10 +164,7 @@ impl Config {
         );
         for (i, class) in self.classes.iter().enumerate() {
             if !is_valid_class_id(&class.id) {
-                bail!(
-                    "class id {:?} must be 1 to {CLASS_ID_LEN_MAX} characters of A-Z a-z 0-9 _ -",
-                    class.id
-                );
+                bail!("class id {:?} must be 1 to {CLASS_ID_LEN_MAX} characters of A-Z a-z 0-9 _ -", class.id);
             }
             if self.classes[..i].iter().any(|other| other.id == class.id) {
                 bail!("class id {:?} appears twice", class.id);
@@ -192,10 +188,7 @@ impl Config {
             "hold_timeout_s must be between 1 and {HOLD_TIMEOUT_S_MAX}, got {}",
             self.hold_timeout_s
         );
-        ensure!(
-            self.webhook_secret.len() >= 8,
-            "webhook_secret must be at least 8 bytes"
-        );
+        ensure!(self.webhook_secret.len() >= 8, "webhook_secret must be at least 8 bytes");
         ensure!(!self.admin_user.is_empty(), "admin_user must not be empty");
         Ok(())
     }
@@ -208,9 +201,7 @@ impl Config {
 pub fn is_valid_class_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= CLASS_ID_LEN_MAX
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -104,9 +104,12 @@ pub const EMAIL_LEN_MAX: usize = 254;
 
 pub fn is_valid_email(email: &str) -> bool {
     email.len() <= EMAIL_LEN_MAX
-        && email_address::EmailAddress::parse_with_options(email, email_address::Options::default().without_display_text())
-            .map(|e| e.domain().contains('.') && !e.domain().starts_with('[') && !e.domain().ends_with('.'))
-            .unwrap_or(false)
+        && email_address::EmailAddress::parse_with_options(
+            email,
+            email_address::Options::default().without_display_text(),
+        )
+        .map(|e| e.domain().contains('.') && !e.domain().starts_with('[') && !e.domain().ends_with('.'))
+        .unwrap_or(false)
 }
 
 pub fn now_ms() -> u64 {
@@ -188,10 +191,8 @@ impl App {
     /// Places a ticket hold and a goodie hold, then records the session and its PENDING order.
     pub async fn checkout(&self, cls: &str, email: &str) -> Result<CheckoutOk, FlowError> {
         let mut clock = Instant::now();
-        let class = self
-            .config
-            .class(cls)
-            .ok_or_else(|| FlowError::BadRequest(format!("unknown ticket class {cls:?}")))?;
+        let class =
+            self.config.class(cls).ok_or_else(|| FlowError::BadRequest(format!("unknown ticket class {cls:?}")))?;
         if !is_valid_email(email) {
             return Err(FlowError::BadRequest("invalid customer_email".into()));
         }
@@ -275,11 +276,9 @@ impl App {
         if !payment::verify(self.config.webhook_secret.as_bytes(), body, signature) {
             return Err(FlowError::BadRequest("invalid signature".into()));
         }
-        let event: Event = serde_json::from_slice(body)
-            .map_err(|e| FlowError::BadRequest(format!("invalid event JSON: {e}")))?;
-        event
-            .check_lengths()
-            .map_err(|field| FlowError::BadRequest(format!("invalid event field {field}")))?;
+        let event: Event =
+            serde_json::from_slice(body).map_err(|e| FlowError::BadRequest(format!("invalid event JSON: {e}")))?;
+        event.check_lengths().map_err(|field| FlowError::BadRequest(format!("invalid event field {field}")))?;
         self.metrics.payment_events.add(1);
         // One event per order at a time, from the read of its state to the write of its outcome.
         let _order_lock = self.payment_locks.stripe(&event.payment_session_id).lock().await;
@@ -326,9 +325,8 @@ impl App {
                 let mut transfers = vec![accounting::post(ticket)];
                 transfers.extend(goodie.map(accounting::post));
                 let results = self.transfers(transfers).await?;
-                let got_goodie = results
-                    .get(1)
-                    .is_some_and(|r| r.is_success() || *r == TransferResult::PendingAlreadyPosted);
+                let got_goodie =
+                    results.get(1).is_some_and(|r| r.is_success() || *r == TransferResult::PendingAlreadyPosted);
                 let paid_at_ms = Some(now_ms());
                 let status = match results[0] {
                     r if r.is_success() || r == TransferResult::PendingAlreadyPosted => OrderStatus::Paid,
@@ -437,7 +435,9 @@ impl App {
     /// The accounting path alone (for benchmarks): a ticket hold and a goodie hold.
     pub async fn reserve(&self, cls: Option<&str>) -> Result<(u128, Option<u128>), FlowError> {
         let class = match cls {
-            Some(cls) => self.config.class(cls).ok_or_else(|| FlowError::BadRequest(format!("unknown ticket class {cls:?}")))?,
+            Some(cls) => {
+                self.config.class(cls).ok_or_else(|| FlowError::BadRequest(format!("unknown ticket class {cls:?}")))?
+            }
             None => &self.config.classes[0],
         };
         let (ticket, goodie) = (new_id(), new_id());

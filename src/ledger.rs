@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use tigerbeetle_unofficial as tb;
 use tb::error::{CreateAccountsError, CreateTransfersError};
 use tb::{Account, Transfer};
+use tigerbeetle_unofficial as tb;
 
 use crate::accounting::{self, AccountKind, Inventory, Resource, TransferResult};
 use crate::batcher::Backend;
@@ -24,8 +24,8 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn connect(cluster_id: u128, addresses: &str) -> anyhow::Result<Ledger> {
-        let client = tb::Client::new(cluster_id, addresses)
-            .map_err(|e| anyhow!("TigerBeetle client for {addresses}: {e}"))?;
+        let client =
+            tb::Client::new(cluster_id, addresses).map_err(|e| anyhow!("TigerBeetle client for {addresses}: {e}"))?;
         Ok(Ledger { client, cluster_id, addresses: addresses.to_string() })
     }
 
@@ -33,17 +33,12 @@ impl Ledger {
     /// Idempotent: `exists` is success, and funding ids depend on the funded amounts.
     pub async fn ensure_event(&self, config: &Config) -> anyhow::Result<()> {
         let ledger = config.ledger;
-        let mut resources: Vec<(Resource, u64, String)> = config
-            .classes
-            .iter()
-            .map(|c| (Resource::class(&c.id), c.capacity, format!("class {}", c.id)))
-            .collect();
+        let mut resources: Vec<(Resource, u64, String)> =
+            config.classes.iter().map(|c| (Resource::class(&c.id), c.capacity, format!("class {}", c.id))).collect();
         resources.push((Resource::GOODIES, config.goodie_limit, "goodies".to_string()));
 
-        let accounts: Vec<Account> = resources
-            .iter()
-            .flat_map(|(r, _, _)| accounting::resource_accounts(ledger, *r))
-            .collect();
+        let accounts: Vec<Account> =
+            resources.iter().flat_map(|(r, _, _)| accounting::resource_accounts(ledger, *r)).collect();
         match self.client.create_accounts(accounts).await {
             Ok(()) => {}
             Err(CreateAccountsError::Api(errors)) => {
@@ -57,10 +52,8 @@ impl Ledger {
             Err(e) => bail!("creating accounts: {e}"),
         }
 
-        let budget_ids: Vec<u128> = resources
-            .iter()
-            .map(|(r, _, _)| accounting::account_id(ledger, *r, AccountKind::Budget))
-            .collect();
+        let budget_ids: Vec<u128> =
+            resources.iter().map(|(r, _, _)| accounting::account_id(ledger, *r, AccountKind::Budget)).collect();
         let budgets = self.client.lookup_accounts(budget_ids.clone()).await.context("looking up budgets")?;
         let mut funding = Vec::new();
         for ((resource, capacity, name), id) in resources.iter().zip(&budget_ids) {
@@ -96,7 +89,10 @@ impl Ledger {
         let ids: Vec<u128> = resources
             .iter()
             .flat_map(|r| {
-                [accounting::account_id(ledger, *r, AccountKind::Budget), accounting::account_id(ledger, *r, AccountKind::Spent)]
+                [
+                    accounting::account_id(ledger, *r, AccountKind::Budget),
+                    accounting::account_id(ledger, *r, AccountKind::Spent),
+                ]
             })
             .collect();
         let accounts = self.client.lookup_accounts(ids.clone()).await.map_err(|e| anyhow!("{e}"))?;
@@ -121,7 +117,11 @@ impl Ledger {
 }
 
 /// Waits up to `timeout` for a future that talks to TigerBeetle.
-pub async fn within<T>(timeout: Duration, what: &str, f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     match tokio::time::timeout(timeout, f).await {
         Ok(result) => result,
         Err(_) => bail!("TigerBeetle did not answer {what} within {} ms", timeout.as_millis()),

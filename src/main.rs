@@ -173,11 +173,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn default_tigerbeetle_bin() -> PathBuf {
     let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("tigerbeetle")));
     let candidates = [beside, Some(PathBuf::from("tools/bin/tigerbeetle"))];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("tigerbeetle"))
+    candidates.into_iter().flatten().find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from("tigerbeetle"))
 }
 
 fn init_tracing(format: LogFormat) {

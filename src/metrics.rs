@@ -95,9 +95,29 @@ impl Histogram {
 
 /// The routes requests are counted under (a fixed set: labels never grow with input).
 pub const ROUTES: [&str; 23] = [
-    "page", "mockpay", "emit", "static", "checkout", "webhook", "order", "session", "inventory",
-    "reserve", "commit", "healthz", "metrics", "not_found", "method_not_allowed", "qr", "event",
-    "admin_page", "admin_login", "admin_events", "admin_api", "bench_results", "other",
+    "page",
+    "mockpay",
+    "emit",
+    "static",
+    "checkout",
+    "webhook",
+    "order",
+    "session",
+    "inventory",
+    "reserve",
+    "commit",
+    "healthz",
+    "metrics",
+    "not_found",
+    "method_not_allowed",
+    "qr",
+    "event",
+    "admin_page",
+    "admin_login",
+    "admin_events",
+    "admin_api",
+    "bench_results",
+    "other",
 ];
 
 /// Status codes counted individually; everything else is counted as its class (`2xx`, ...).
@@ -195,11 +215,20 @@ impl Metrics {
             }
             let _ = writeln!(out, "{name} {value}");
         }
-        self.tb_batch_transfers.render(&mut out, "tigerfans_tb_batch_transfers", "Transfers per create_transfers call.");
+        self.tb_batch_transfers.render(
+            &mut out,
+            "tigerfans_tb_batch_transfers",
+            "Transfers per create_transfers call.",
+        );
         self.tb_call_us.render(&mut out, "tigerfans_tb_call_microseconds", "Latency of create_transfers calls.");
-        let _ = writeln!(out, "# TYPE tigerfans_tb_in_flight gauge\ntigerfans_tb_in_flight {}", self.tb_in_flight.get());
+        let _ =
+            writeln!(out, "# TYPE tigerfans_tb_in_flight gauge\ntigerfans_tb_in_flight {}", self.tb_in_flight.get());
         self.store_commit_writes.render(&mut out, "tigerfans_store_commit_writes", "Writes per group commit.");
-        self.store_commit_us.render(&mut out, "tigerfans_store_commit_microseconds", "Latency of a group commit including fsync.");
+        self.store_commit_us.render(
+            &mut out,
+            "tigerfans_store_commit_microseconds",
+            "Latency of a group commit including fsync.",
+        );
         for (name, counter) in [
             ("tigerfans_checkouts_total", &self.checkouts),
             ("tigerfans_sold_out_total", &self.sold_out),

@@ -45,11 +45,7 @@ pub fn format_if_missing(bin: &Path, data_file: &Path) -> anyhow::Result<()> {
         .output()
         .with_context(|| format!("running {} format", bin.display()))?;
     if !output.status.success() {
-        bail!(
-            "tigerbeetle format failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("tigerbeetle format failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
     std::fs::rename(&tmp, data_file).context("moving the formatted data file into place")?;
     Ok(())

@@ -23,7 +23,12 @@ async fn login(http: &Http, user: &str, password: &str) -> (String, Option<Strin
         .append_pair("csrf", &token)
         .finish();
     let reply = http
-        .request(Method::POST, "/admin/login", &[("content-type", "application/x-www-form-urlencoded")], body.into_bytes())
+        .request(
+            Method::POST,
+            "/admin/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body.into_bytes(),
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
@@ -99,7 +104,8 @@ async fn admin_endpoints_need_a_valid_session() {
     assert_eq!(orders["orders"][0]["email"], "secret-customer@example.com");
     let paid: Value = http.request(Method::GET, "/api/admin/orders?status=PAID", &with, vec![]).await.unwrap().json();
     assert_eq!(paid["orders"].as_array().unwrap().len(), 0);
-    let found: Value = http.request(Method::GET, "/api/admin/orders?q=SECRET-cust", &with, vec![]).await.unwrap().json();
+    let found: Value =
+        http.request(Method::GET, "/api/admin/orders?q=SECRET-cust", &with, vec![]).await.unwrap().json();
     assert_eq!(found["orders"].as_array().unwrap().len(), 1);
     let bad = http.request(Method::GET, "/api/admin/orders?status=NOPE", &with, vec![]).await.unwrap();
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -114,13 +120,23 @@ async fn admin_endpoints_need_a_valid_session() {
     let login_token = csrf(http, None).await;
     let form = |t: &str| format!("csrf={t}").into_bytes();
     let reply = http
-        .request(Method::POST, "/admin/logout", &[("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")], form(&login_token))
+        .request(
+            Method::POST,
+            "/admin/logout",
+            &[("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")],
+            form(&login_token),
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     let token = csrf(http, Some(&cookie)).await;
     let reply = http
-        .request(Method::POST, "/admin/logout", &[("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")], form(&token))
+        .request(
+            Method::POST,
+            "/admin/logout",
+            &[("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")],
+            form(&token),
+        )
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
@@ -128,7 +144,12 @@ async fn admin_endpoints_need_a_valid_session() {
 
     // A login without the CSRF token is refused.
     let reply = http
-        .request(Method::POST, "/admin/login", &[("content-type", "application/x-www-form-urlencoded")], b"username=admin&password=correct-horse".to_vec())
+        .request(
+            Method::POST,
+            "/admin/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"username=admin&password=correct-horse".to_vec(),
+        )
         .await
         .unwrap();
     assert_eq!(reply.headers["location"], "/admin/login?error=csrf");

@@ -63,7 +63,8 @@ async fn appliance_supervises_its_replica() {
     let (status, checkout) = server.http.checkout("A", "fan@example.com").await;
     assert_eq!(status, StatusCode::OK, "{checkout}");
     let order_id = checkout["order_id"].as_str().unwrap().to_string();
-    let (_, reply) = server.http.webhook_with_secret(&event("succeeded", &checkout, &unique_key("e")), "mockpay-demo-secret").await;
+    let (_, reply) =
+        server.http.webhook_with_secret(&event("succeeded", &checkout, &unique_key("e")), "mockpay-demo-secret").await;
     assert_eq!(reply["order_status"], "PAID");
 
     // The replica dies: requests get a clear 503 instead of hanging, and service comes back.

@@ -107,7 +107,10 @@ async fn the_bare_accounting_path_cannot_post_a_customers_hold() {
     let class = Resource::class("A");
     let (customer, bench) = (tigerfans::flow::new_id(), tigerfans::flow::new_id());
     let results = batcher
-        .submit(vec![accounting::hold(config.ledger, class, customer, customer, 300), accounting::bench_hold(config.ledger, class, bench, 300)])
+        .submit(vec![
+            accounting::hold(config.ledger, class, customer, customer, 300),
+            accounting::bench_hold(config.ledger, class, bench, 300),
+        ])
         .await
         .unwrap();
     assert_eq!(results, vec![TransferResult::Created, TransferResult::Created]);

@@ -26,10 +26,7 @@ fn driver_url() -> &'static str {
     &DRIVER
         .get_or_init(|| {
             let bin = "/usr/bin/chromedriver";
-            assert!(
-                std::path::Path::new(bin).exists(),
-                "{bin} missing: run scripts/test-deps.sh (make test does)"
-            );
+            assert!(std::path::Path::new(bin).exists(), "{bin} missing: run scripts/test-deps.sh (make test does)");
             let port = free_port();
             let child = Command::new(bin)
                 .arg(format!("--port={port}"))
@@ -128,7 +125,12 @@ async fn buy_a_ticket_end_to_end_and_see_its_qr_code() {
 
     client.goto(base).await.unwrap();
     wait_js(&client, "document.querySelector('#event-name').textContent.includes('Browser Test')", "event name").await;
-    wait_js(&client, "document.querySelector('#avail-A') && /\\d/.test(document.querySelector('#avail-A').textContent)", "availability").await;
+    wait_js(
+        &client,
+        "document.querySelector('#avail-A') && /\\d/.test(document.querySelector('#avail-A').textContent)",
+        "availability",
+    )
+    .await;
     screenshot(&client, "01-landing").await;
     client.find(Locator::Css("#buy")).await.unwrap().click().await.unwrap();
     wait_for(&client, "#email").await;
@@ -142,17 +144,29 @@ async fn buy_a_ticket_end_to_end_and_see_its_qr_code() {
     screenshot(&client, "03-mockpay").await;
     client.find(Locator::Css("#pay-succeeded")).await.unwrap().click().await.unwrap();
 
-    wait_js(&client, "document.querySelector('#result') && document.querySelector('#result').dataset.status === 'PAID'", "a paid order").await;
+    wait_js(
+        &client,
+        "document.querySelector('#result') && document.querySelector('#result').dataset.status === 'PAID'",
+        "a paid order",
+    )
+    .await;
     let code = text(&client, "#ticket-code").await;
     assert!(code.starts_with("TCK-") && code.len() == 14, "ticket code {code:?}");
-    wait_js(&client, "document.querySelector('#qr').complete && document.querySelector('#qr').naturalWidth > 0", "the QR image").await;
+    wait_js(
+        &client,
+        "document.querySelector('#qr').complete && document.querySelector('#qr').naturalWidth > 0",
+        "the QR image",
+    )
+    .await;
     let href = client.find(Locator::Css("#qr-download")).await.unwrap().attr("href").await.unwrap().unwrap();
     assert!(href.contains("/qr.svg"), "{href}");
     screenshot(&client, "04-success-paid").await;
 
     // The QR image is the ticket code, made by the server.
-    let order_id = client.current_url().await.unwrap().query_pairs().find(|(k, _)| k == "order_id").unwrap().1.to_string();
-    let svg = server.http.request(hyper::Method::GET, &format!("/api/orders/{order_id}/qr.svg"), &[], vec![]).await.unwrap();
+    let order_id =
+        client.current_url().await.unwrap().query_pairs().find(|(k, _)| k == "order_id").unwrap().1.to_string();
+    let svg =
+        server.http.request(hyper::Method::GET, &format!("/api/orders/{order_id}/qr.svg"), &[], vec![]).await.unwrap();
     assert_eq!(svg.headers["content-type"], "image/svg+xml");
     assert!(String::from_utf8_lossy(&svg.body).contains("<svg"));
     assert_eq!(server.http.order(&order_id).await["ticket_code"], code.as_str());
@@ -167,7 +181,12 @@ async fn failed_and_canceled_payments_say_so_and_allow_a_retry() {
         checkout_in_browser(&client, &server.base, "B", "retry@example.com", None).await;
         wait_for(&client, button).await.click().await.unwrap();
         wait_js(&client, &format!("location.search.includes('status={status}')"), "the redirect").await;
-        wait_js(&client, &format!("document.querySelector('#status').textContent.toLowerCase().includes('{word}')"), "the message").await;
+        wait_js(
+            &client,
+            &format!("document.querySelector('#status').textContent.toLowerCase().includes('{word}')"),
+            "the message",
+        )
+        .await;
         screenshot(&client, &format!("05-checkout-{status}")).await;
         // The form is still there to try again.
         assert!(client.find(Locator::Css("#submit")).await.is_ok());
@@ -213,7 +232,12 @@ async fn admin_logs_in_and_sees_a_new_order_live() {
     client.find(Locator::Css("#username")).await.unwrap().send_keys("admin").await.unwrap();
     client.find(Locator::Css("#password")).await.unwrap().send_keys("wrong").await.unwrap();
     client.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
-    wait_js(&client, "location.search.includes('error=invalid') && document.querySelector('#login-error').textContent.length > 0", "the error").await;
+    wait_js(
+        &client,
+        "location.search.includes('error=invalid') && document.querySelector('#login-error').textContent.length > 0",
+        "the error",
+    )
+    .await;
     screenshot(&client, "08-admin-login-error").await;
 
     wait_js(&client, "document.querySelector('#login input[name=csrf]').value.length > 0", "the CSRF token").await;
@@ -222,22 +246,46 @@ async fn admin_logs_in_and_sees_a_new_order_live() {
     client.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
     wait_for(&client, "#orders").await;
     assert!(client.current_url().await.unwrap().path().ends_with("/admin"));
-    wait_js(&client, "document.querySelector('#inventory') && /\\d/.test(document.querySelector('#inventory').textContent)", "inventory").await;
+    wait_js(
+        &client,
+        "document.querySelector('#inventory') && /\\d/.test(document.querySelector('#inventory').textContent)",
+        "inventory",
+    )
+    .await;
 
     // Mark this page: if it reloads, the mark is gone.
     client.execute("window.__not_reloaded = 42; return true;", vec![]).await.unwrap();
     let (_, checkout) = server.http.checkout("A", "live@example.com").await;
     let order_id = checkout["order_id"].as_str().unwrap().to_string();
     server.http.webhook(&event("succeeded", &checkout, &unique_key("e"))).await;
-    wait_js(&client, &format!("document.querySelector('#orders tr[data-order-id=\"{order_id}\"]')"), "the new order's row").await;
-    wait_js(&client, &format!("/PAID/.test(document.querySelector('#orders tr[data-order-id=\"{order_id}\"]').textContent)"), "the row to show PAID").await;
-    assert_eq!(client.execute("return window.__not_reloaded;", vec![]).await.unwrap(), json!(42), "the page did not reload");
+    wait_js(
+        &client,
+        &format!("document.querySelector('#orders tr[data-order-id=\"{order_id}\"]')"),
+        "the new order's row",
+    )
+    .await;
+    wait_js(
+        &client,
+        &format!("/PAID/.test(document.querySelector('#orders tr[data-order-id=\"{order_id}\"]').textContent)"),
+        "the row to show PAID",
+    )
+    .await;
+    assert_eq!(
+        client.execute("return window.__not_reloaded;", vec![]).await.unwrap(),
+        json!(42),
+        "the page did not reload"
+    );
     screenshot(&client, "09-admin-live").await;
 
     // An open hold shows up in the holds panel.
     let (_, held) = server.http.checkout("B", "holder@example.com").await;
     let held_id = held["order_id"].as_str().unwrap().to_string();
-    wait_js(&client, &format!("document.querySelector('#holds').textContent.includes('holder@example.com')"), "the hold").await;
+    wait_js(
+        &client,
+        &format!("document.querySelector('#holds').textContent.includes('holder@example.com')"),
+        "the hold",
+    )
+    .await;
     let _ = held_id;
     screenshot(&client, "10-admin-holds").await;
 

@@ -225,7 +225,8 @@ async fn bad_checkouts_and_routes_get_clear_json_errors() {
     assert_eq!(raw.status, StatusCode::BAD_REQUEST);
     // The server answers 413 without reading the body and closes that connection, so this goes
     // over a client of its own rather than the shared keep-alive pool.
-    let huge = Http::new(&server.base).request(Method::POST, "/api/checkout", &[], vec![b'x'; 64 * 1024 + 1]).await.unwrap();
+    let huge =
+        Http::new(&server.base).request(Method::POST, "/api/checkout", &[], vec![b'x'; 64 * 1024 + 1]).await.unwrap();
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(huge.json()["detail"].is_string());
 

@@ -231,11 +231,20 @@ async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
                 _ => None,
             };
             if let Some((route, stage_prefix)) = route {
-                if let Some(ms) = stats::histogram_avg_ms(&b, &a, "tigerfans_http_request_microseconds", &format!("route=\"{route}\"")) {
+                if let Some(ms) = stats::histogram_avg_ms(
+                    &b,
+                    &a,
+                    "tigerfans_http_request_microseconds",
+                    &format!("route=\"{route}\""),
+                ) {
                     phase_report.breakdown_ms.insert("server_handler".into(), ms);
                 }
-                for stage in crate::metrics::STAGES.iter().filter(|s| !stage_prefix.is_empty() && s.starts_with(stage_prefix)) {
-                    if let Some(ms) = stats::histogram_avg_ms(&b, &a, "tigerfans_stage_microseconds", &format!("stage=\"{stage}\"")) {
+                for stage in
+                    crate::metrics::STAGES.iter().filter(|s| !stage_prefix.is_empty() && s.starts_with(stage_prefix))
+                {
+                    if let Some(ms) =
+                        stats::histogram_avg_ms(&b, &a, "tigerfans_stage_microseconds", &format!("stage=\"{stage}\""))
+                    {
                         phase_report.breakdown_ms.insert(stage.to_string(), ms);
                     }
                 }
@@ -482,14 +491,28 @@ fn machine() -> Machine {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".to_string());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let kernel =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
     Machine { cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), cpu_model, kernel }
 }
 
 fn print_header() {
     println!(
         "{:<9} {:>9} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>8} {:>9}",
-        "phase", "total", "ok", "errors", "wall_s", "ops/s", "p50ms", "p90ms", "p99ms", "maxms", "tb_batch", "commit", "rss_MiB", "gen_cores"
+        "phase",
+        "total",
+        "ok",
+        "errors",
+        "wall_s",
+        "ops/s",
+        "p50ms",
+        "p90ms",
+        "p99ms",
+        "maxms",
+        "tb_batch",
+        "commit",
+        "rss_MiB",
+        "gen_cores"
     );
 }
 

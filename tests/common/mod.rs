@@ -164,11 +164,8 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.join("tigerfans.log"))
-            .unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("tigerfans.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tigerfans"))
             .args(&self.args)
             .arg(format!("--listen=127.0.0.1:{}", self.port))
@@ -250,13 +247,17 @@ impl Reply {
 
 impl Http {
     pub fn new(base: &str) -> Http {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http();
         Http { client, base: base.to_string() }
     }
 
-    pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Reply, String> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
         let mut builder = Request::builder().method(method).uri(format!("{}{}", self.base, path));
         for (k, v) in headers {
             builder = builder.header(*k, *v);
