@@ -109,8 +109,27 @@ fn browser_config(capacity: u64) -> serde_json::Value {
 async fn checkout_in_browser(client: &Client, base: &str, cls: &str, email: &str, shot: Option<&str>) {
     client.goto(&format!("{base}/demo/checkout")).await.unwrap();
     wait_js(client, &format!("document.querySelector('#cls option[value=\"{cls}\"]')"), "class options").await;
-    client.find(Locator::Css("#cls")).await.unwrap().select_by_value(cls).await.unwrap();
-    client.find(Locator::Css("#email")).await.unwrap().send_keys(email).await.unwrap();
+    // The page renders its options from /api/event and /api/inventory after it loads; under a
+    // loaded machine a freshly found element can still go stale once, so fill the form again.
+    let mut attempts = 0;
+    loop {
+        let filled = async {
+            client.find(Locator::Css("#cls")).await?.select_by_value(cls).await?;
+            let field = client.find(Locator::Css("#email")).await?;
+            field.clear().await?;
+            field.send_keys(email).await
+        }
+        .await;
+        match filled {
+            Ok(()) => break,
+            Err(e) if attempts < 3 => {
+                attempts += 1;
+                eprintln!("filling the checkout form failed ({e}); again");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("filling the checkout form: {e}"),
+        }
+    }
     if let Some(name) = shot {
         screenshot(client, name).await;
     }
