@@ -178,14 +178,22 @@ fn parse_order_id(order_id: &str) -> Option<u128> {
 }
 
 impl App {
+    /// Waits at most `tb_timeout` for a TigerBeetle request; a timeout is a 503.
+    async fn within_tb_timeout<T>(&self, request: impl std::future::Future<Output = T>) -> Result<T, FlowError> {
+        tokio::time::timeout(self.tb_timeout, request).await.map_err(|_| {
+            FlowError::Unavailable(format!("TigerBeetle did not answer within {} ms", self.tb_timeout.as_millis()))
+        })
+    }
+
+    /// A TigerBeetle lookup, bounded by `tb_timeout`.
+    async fn lookup<T>(&self, lookup: impl std::future::Future<Output = anyhow::Result<T>>) -> Result<T, FlowError> {
+        self.within_tb_timeout(lookup)
+            .await?
+            .map_err(|e| FlowError::Unavailable(format!("TigerBeetle lookup failed: {e:#}")))
+    }
+
     async fn transfers(&self, transfers: Vec<tb::Transfer>) -> Result<Vec<TransferResult>, FlowError> {
-        match tokio::time::timeout(self.tb_timeout, self.batcher.submit(transfers)).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(FlowError::Unavailable(format!(
-                "TigerBeetle did not answer within {} ms",
-                self.tb_timeout.as_millis()
-            ))),
-        }
+        Ok(self.within_tb_timeout(self.batcher.submit(transfers)).await??)
     }
 
     /// Places a ticket hold and a goodie hold, then records the session and its PENDING order.
@@ -369,15 +377,8 @@ impl App {
 
     /// Whether a book-now transfer exists for this hold.
     async fn booked_after_expiry(&self, hold_id: u128) -> Result<bool, FlowError> {
-        let lookup = self.ledger.lookup_transfers(vec![accounting::book_now_id(hold_id)]);
-        match tokio::time::timeout(self.tb_timeout, lookup).await {
-            Ok(Ok(found)) => Ok(!found.is_empty()),
-            Ok(Err(e)) => Err(FlowError::Unavailable(format!("TigerBeetle lookup failed: {e:#}"))),
-            Err(_) => Err(FlowError::Unavailable(format!(
-                "TigerBeetle did not answer within {} ms",
-                self.tb_timeout.as_millis()
-            ))),
-        }
+        let found = self.lookup(self.ledger.lookup_transfers(vec![accounting::book_now_id(hold_id)])).await?;
+        Ok(!found.is_empty())
     }
 
     /// The hold expired before the payment arrived: take a unit now if one is left.
@@ -464,14 +465,7 @@ impl App {
     }
 
     pub async fn inventory(&self) -> Result<(Vec<accounting::Inventory>, accounting::Inventory), FlowError> {
-        match tokio::time::timeout(self.tb_timeout, self.ledger.inventory(&self.config)).await {
-            Ok(Ok(inventory)) => Ok(inventory),
-            Ok(Err(e)) => Err(FlowError::Unavailable(format!("TigerBeetle lookup failed: {e:#}"))),
-            Err(_) => Err(FlowError::Unavailable(format!(
-                "TigerBeetle did not answer within {} ms",
-                self.tb_timeout.as_millis()
-            ))),
-        }
+        self.lookup(self.ledger.inventory(&self.config)).await
     }
 }
 

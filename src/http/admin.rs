@@ -157,7 +157,7 @@ pub fn orders(app: &App, query: Option<&str>) -> Response<Body> {
         Ok(orders) => {
             json_response(StatusCode::OK, &json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()}))
         }
-        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+        Err(e) => response::store_unavailable(&e),
     }
 }
 
@@ -172,7 +172,7 @@ pub fn pending(app: &App, query: Option<&str>) -> Response<Body> {
             StatusCode::OK,
             &json!({"holds": holds.iter().map(|(at, o)| hold_json(*at, o, now)).collect::<Vec<_>>()}),
         ),
-        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+        Err(e) => response::store_unavailable(&e),
     }
 }
 
@@ -330,6 +330,6 @@ pub fn bench_results(app: &App) -> Response<Body> {
                 .collect();
             json_response(StatusCode::OK, &json!({"results": results}))
         }
-        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+        Err(e) => response::store_unavailable(&e),
     }
 }

@@ -66,6 +66,11 @@ pub fn detail(status: StatusCode, detail: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "detail": detail }))
 }
 
+/// 503 for a store read that failed (the disk or the file is in trouble).
+pub fn store_unavailable(error: &anyhow::Error) -> Response<Body> {
+    detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {error:#}"))
+}
+
 pub fn flow_error(error: FlowError) -> Response<Body> {
     match error {
         FlowError::BadRequest(d) => detail(StatusCode::BAD_REQUEST, &d),

@@ -336,7 +336,7 @@ fn mockpay_page(app: &App, psid: &str) -> Response<Body> {
     match app.store.session(psid) {
         Ok(Some(_)) => page("mockpay.html"),
         Ok(None) => detail(StatusCode::NOT_FOUND, "unknown payment session"),
-        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+        Err(e) => response::store_unavailable(&e),
     }
 }
 
@@ -421,7 +421,7 @@ fn order(app: &App, order_id: &str) -> Response<Body> {
             }),
         ),
         Ok(None) => detail(StatusCode::NOT_FOUND, "unknown order"),
-        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+        Err(e) => response::store_unavailable(&e),
     }
 }
 
@@ -445,7 +445,7 @@ fn session(app: &App, psid: &str) -> Response<Body> {
             )
         }
         Ok(None) => detail(StatusCode::NOT_FOUND, "unknown payment session"),
-        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+        Err(e) => response::store_unavailable(&e),
     }
 }
 
@@ -511,7 +511,7 @@ fn qr(app: &App, order_id: &str) -> Response<Body> {
     let order = match app.store.order(order_id) {
         Ok(Some(order)) => order,
         Ok(None) => return detail(StatusCode::NOT_FOUND, "unknown order"),
-        Err(e) => return detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {e:#}")),
+        Err(e) => return response::store_unavailable(&e),
     };
     let Some(code) = order.ticket_code.filter(|_| order.status == crate::store::OrderStatus::Paid) else {
         return detail(StatusCode::NOT_FOUND, "this order has no ticket");
