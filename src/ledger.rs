@@ -109,6 +109,14 @@ impl Ledger {
         self.client.lookup_transfers(ids).await.map_err(|e| anyhow!("{e}"))
     }
 
+    pub async fn lookup_accounts(&self, ids: Vec<u128>) -> anyhow::Result<Vec<Account>> {
+        self.client.lookup_accounts(ids).await.map_err(|e| anyhow!("{e}"))
+    }
+
+    pub async fn get_account_transfers(&self, filter: tb::account::Filter) -> anyhow::Result<Vec<Transfer>> {
+        self.client.get_account_transfers(Box::new(filter)).await.map_err(|e| anyhow!("{e}"))
+    }
+
     /// A cheap round trip that proves the cluster answers.
     pub async fn ping(&self) -> anyhow::Result<()> {
         self.client.lookup_accounts(vec![1u128]).await.map_err(|e| anyhow!("{e}"))?;

@@ -6,8 +6,10 @@
 //! group-commits the session and the PENDING order → the response leaves after the fsync.
 
 pub mod accounting;
+pub mod api;
 pub mod admin;
 pub mod appliance;
+pub mod audit;
 pub mod batcher;
 pub mod bench;
 pub mod config;

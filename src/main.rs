@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use tigerfans::appliance::{self, ServeOptions};
+use tigerfans::audit;
 use tigerfans::bench::{self, BenchOptions, Phase};
 use tigerfans::config::Config;
 use tigerfans::http::HttpLimits;
@@ -31,6 +32,8 @@ enum Command {
     Serve(ServeArgs),
     /// Load-test a tigerfans server and print throughput, latency and batch sizes.
     Bench(BenchArgs),
+    /// Cross-check TigerBeetle's balances with the store; exit status 1 on any mismatch.
+    Audit(AuditArgs),
     /// Validate an event configuration file and print it normalized as JSON.
     CheckConfig {
         /// TOML or JSON file.
@@ -69,6 +72,39 @@ struct BenchArgs {
     /// Threads of the generator (default: 1, so it leaves the cores to the server).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+}
+
+/// Offline (a stopped server's `--data-dir`) or live (`--base`, as the admin).
+#[derive(Args, Clone)]
+struct AuditArgs {
+    /// Audit a running server through its admin endpoint instead of a data dir.
+    #[arg(long)]
+    base: Option<String>,
+    /// Admin user for `--base`.
+    #[arg(long, env = "TIGERFANS_ADMIN_USER", default_value = "admin")]
+    user: String,
+    /// File holding the admin password for `--base` (e.g. DATA_DIR/admin-password).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// The data dir of a stopped server (redb allows one process per file).
+    #[arg(long, env = "TIGERFANS_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// The server's event configuration (capacities and ledger). Default: the built-in demo.
+    #[arg(long, env = "TIGERFANS_CONFIG")]
+    config: Option<PathBuf>,
+    /// An external cluster; without it the data dir's own replica is started for the audit.
+    #[arg(long, env = "TIGERFANS_TB_ADDRESSES")]
+    tb_addresses: Option<String>,
+    #[arg(long, env = "TIGERFANS_TB_CLUSTER", default_value_t = 0)]
+    tb_cluster: u128,
+    #[arg(long, env = "TIGERFANS_TIGERBEETLE_BIN")]
+    tigerbeetle_bin: Option<PathBuf>,
+    /// Grid cache of the replica started for an offline audit.
+    #[arg(long, default_value = "64MiB")]
+    tb_cache_grid: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -127,6 +163,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Audit(args)) => audit(args),
         Some(Command::Bench(args)) => bench::run(BenchOptions {
             base: args.base,
             phase: args.phase,
@@ -168,6 +205,51 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = runtime.build().context("building the tokio runtime")?;
     runtime.block_on(appliance::serve(options))
+}
+
+fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let report = match &args.base {
+        Some(base) => {
+            let password = match (&args.password_file, std::env::var("TIGERFANS_ADMIN_PASSWORD")) {
+                (Some(file), _) => std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?
+                    .trim()
+                    .to_string(),
+                (None, Ok(password)) => password,
+                (None, Err(_)) => anyhow::bail!("--base needs --password-file or TIGERFANS_ADMIN_PASSWORD"),
+            };
+            runtime.block_on(audit::remote(base, &args.user, &password))?
+        }
+        None => {
+            let config = match &args.config {
+                Some(path) => Config::load(path)?,
+                None => Config::default(),
+            };
+            runtime.block_on(audit::offline(audit::OfflineOptions {
+                data_dir: args.data_dir,
+                config,
+                tb_addresses: args.tb_addresses,
+                tb_cluster: args.tb_cluster,
+                tigerbeetle_bin: args.tigerbeetle_bin.unwrap_or_else(default_tigerbeetle_bin),
+                tb_cache_grid: args.tb_cache_grid,
+                timeout: std::time::Duration::from_secs(120),
+            }))?
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", audit::render(&report));
+    }
+    if !report.ok {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn default_tigerbeetle_bin() -> PathBuf {

@@ -87,6 +87,18 @@ impl Event {
     }
 }
 
+/// The webhook's front door: signature first (constant time), then JSON, then field bounds. The
+/// error is the 400's detail.
+pub fn decode_event(secret: &[u8], body: &[u8], signature: Option<&str>) -> Result<Event, String> {
+    let signature = signature.ok_or_else(|| format!("missing {SIGNATURE_HEADER}"))?;
+    if !verify(secret, body, signature) {
+        return Err("invalid signature".into());
+    }
+    let event: Event = serde_json::from_slice(body).map_err(|e| format!("invalid event JSON: {e}"))?;
+    event.check_lengths().map_err(|field| format!("invalid event field {field}"))?;
+    Ok(event)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,6 +119,17 @@ pub struct Order {
     pub got_goodie: bool,
 }
 
+/// The store's side of an audit, read in one transaction.
+#[derive(Debug, Default)]
+pub struct AuditSnapshot {
+    pub orders: Vec<Order>,
+    pub sessions: Vec<Session>,
+    /// Order ids in the expiry index.
+    pub expiry: Vec<String>,
+    /// The kept per-status counts.
+    pub counts: Vec<(OrderStatus, u64)>,
+}
+
 /// What a payment event does to an order.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -323,6 +334,29 @@ impl Store {
             out.push(serde_json::from_slice(v.value()).context("decoding order")?);
         }
         Ok(out)
+    }
+
+    /// One consistent snapshot of everything an audit compares with the ledger.
+    pub fn audit_snapshot(&self) -> anyhow::Result<AuditSnapshot> {
+        let tx = self.db.begin_read()?;
+        let mut snapshot = AuditSnapshot::default();
+        for entry in tx.open_table(ORDERS)?.iter()? {
+            let (_, v) = entry?;
+            snapshot.orders.push(serde_json::from_slice(v.value()).context("decoding order")?);
+        }
+        for entry in tx.open_table(SESSIONS)?.iter()? {
+            let (_, v) = entry?;
+            snapshot.sessions.push(serde_json::from_slice(v.value()).context("decoding session")?);
+        }
+        for entry in tx.open_table(EXPIRY)?.iter()? {
+            let (k, _) = entry?;
+            snapshot.expiry.push(k.value().1.to_string());
+        }
+        let counts = tx.open_table(COUNTS)?;
+        for status in OrderStatus::ALL {
+            snapshot.counts.push((status, counts.get(status.as_str())?.map(|v| v.value()).unwrap_or(0)));
+        }
+        Ok(snapshot)
     }
 
     /// Waits until every write queued so far is committed (used at shutdown).

@@ -15,6 +15,7 @@ pub struct Connection {
 
 pub struct Answer {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -61,7 +62,8 @@ impl Connection {
             }
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-        Ok(Answer { status, body })
+        Ok(Answer { status, headers, body })
     }
 }

@@ -5,7 +5,7 @@
 //! from a shared counter until `--total` is reached (or `--duration` is up). Latencies are kept
 //! per worker and merged at the end; the only shared state on the hot path is two atomics.
 
-mod client;
+pub mod client;
 pub mod stats;
 
 use std::collections::BTreeMap;

@@ -191,6 +191,31 @@ pub async fn goodies(app: &App) -> Response<Body> {
     }
 }
 
+/// One audit at a time: it scans every order and every transfer.
+static AUDIT_RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// A live audit waits this long for TigerBeetle in all (it reads every transfer).
+pub const AUDIT_TIMEOUT_MS: u64 = 120_000;
+
+/// `tigerfans audit --base URL`: the audit of the running server. 200 with the report whether it
+/// passed or not (`ok`); 503 if another audit runs or TigerBeetle does not answer.
+pub async fn audit(app: &App) -> Response<Body> {
+    if AUDIT_RUNNING.swap(true, Ordering::AcqRel) {
+        return detail(StatusCode::SERVICE_UNAVAILABLE, "an audit is already running");
+    }
+    struct Done;
+    impl Drop for Done {
+        fn drop(&mut self) {
+            AUDIT_RUNNING.store(false, Ordering::Release);
+        }
+    }
+    let _done = Done;
+    let timeout = Duration::from_millis(AUDIT_TIMEOUT_MS);
+    match crate::audit::run(&app.config, &app.ledger, &app.store, true, timeout).await {
+        Ok(report) => json_response(StatusCode::OK, &report),
+        Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("audit failed: {e:#}")),
+    }
+}
+
 /// Everything the admin page shows, in one JSON object.
 async fn snapshot(app: &App) -> Value {
     let now = flow::now_ms();

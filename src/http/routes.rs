@@ -10,7 +10,6 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::admin;
@@ -220,6 +219,13 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
                 method_not_allowed()
             }
         }
+        ["api", "admin", "audit"] => {
+            if get {
+                admin::audit(app).await
+            } else {
+                method_not_allowed()
+            }
+        }
         ["api", "admin", "goodies"] => {
             if get {
                 admin::goodies(app).await
@@ -340,22 +346,16 @@ fn mockpay_page(app: &App, psid: &str) -> Response<Body> {
     }
 }
 
-#[derive(Deserialize)]
-struct CheckoutRequest {
-    cls: String,
-    customer_email: String,
-}
-
 async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
     let (_, body) = match read_body(limits, request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let request: CheckoutRequest = match serde_json::from_slice(&body) {
+    let request = match crate::api::decode_checkout(&body) {
         Ok(request) => request,
-        Err(e) => return detail(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+        Err(why) => return detail(StatusCode::BAD_REQUEST, &why),
     };
-    match app.checkout(&request.cls, request.customer_email.trim()).await {
+    match app.checkout(&request.cls, &request.customer_email).await {
         Ok(ok) => json(
             StatusCode::OK,
             &json!({

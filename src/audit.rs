@@ -1,0 +1,635 @@
+//! The audit: TigerBeetle's ledger cross-checked against the store, order by order.
+//!
+//! The ledger is the truth about units (it cannot oversell); the store is the truth about what
+//! customers were told. They are written in that order (a hold before its session, a post before
+//! its PAID), so after any crash the ledger may be *ahead* of the store, never behind:
+//!
+//! * a hold with no order is an unacknowledged checkout: it expires by itself (a note);
+//! * a hold posted or voided while its order is still open is an unacknowledged webhook: the
+//!   provider's retry records it (a mismatch until then, with the order ids to look at);
+//! * a PAID order whose unit is not sold, a unit sold twice, an overdrawn budget, a count that
+//!   disagrees with the orders: these must never happen (mismatches).
+//!
+//! `reconcile` is pure: balances, every transfer on each resource's Spent account, and one store
+//! snapshot in; a report out. `run` does the IO.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use serde::{Deserialize, Serialize};
+use tigerbeetle_unofficial as tb;
+
+use crate::accounting::{self, code, AccountKind, Resource};
+use crate::config::Config;
+use crate::flow::parse_order_id;
+use crate::ledger::Ledger;
+use crate::replica::{ReplicaOptions, Supervisor};
+use crate::store::{AuditSnapshot, OrderStatus, Store};
+
+/// Transfers fetched per `get_account_transfers` request (TigerBeetle's maximum reply).
+pub const SCAN_PAGE_MAX: u32 = 8189;
+/// Transfers scanned per resource at most; a larger ledger is refused rather than half-checked.
+pub const SCAN_TRANSFERS_MAX: usize = 50_000_000;
+/// A finding lists at most this many ids (the count is always complete).
+pub const FINDING_IDS_MAX: usize = 20;
+/// On a running server, ledger changes this recent may belong to requests still in flight
+/// (between their TigerBeetle answer and their store commit): they are notes, not mismatches.
+pub const IN_FLIGHT_WINDOW_MS: u64 = 30_000;
+
+/// One resource's side of the ledger: its two balances and every transfer crediting Spent.
+pub struct ResourceLedger {
+    pub name: String,
+    /// `None` for the goodie pool.
+    pub class_id: Option<String>,
+    pub capacity: u64,
+    pub budget: tb::Account,
+    pub spent: tb::Account,
+    pub transfers: Vec<tb::Transfer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub check: String,
+    pub detail: String,
+    pub count: usize,
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceReport {
+    pub resource: String,
+    pub capacity: u64,
+    pub budget_credits: u64,
+    pub budget_debits_posted: u64,
+    pub budget_debits_pending: u64,
+    /// Spent credits posted: units sold, by the ledger.
+    pub sold_ledger: u64,
+    /// PAID orders of this class (orders with a goodie, for the goodie pool).
+    pub sold_orders: u64,
+    /// Units sold through the bare accounting endpoints (benchmarks): no order stands for them.
+    pub sold_bench: u64,
+    /// Spent credits pending: units on hold, by the ledger.
+    pub held_ledger: u64,
+    /// Open orders whose hold is live.
+    pub held_orders: u64,
+    /// Live holds of checkouts the store never recorded (they expire by themselves).
+    pub held_unacknowledged: u64,
+    pub held_bench: u64,
+    pub transfers_scanned: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub ok: bool,
+    pub checked_at_ms: u64,
+    pub live: bool,
+    pub orders: u64,
+    pub sessions: u64,
+    pub order_counts: BTreeMap<String, u64>,
+    pub resources: Vec<ResourceReport>,
+    pub mismatches: Vec<Finding>,
+    pub notes: Vec<Finding>,
+}
+
+/// Collects ids per check, so a report says "12 orders" once rather than 12 times.
+#[derive(Default)]
+struct Findings {
+    by_check: BTreeMap<&'static str, (String, Vec<String>)>,
+}
+
+impl Findings {
+    fn add(&mut self, check: &'static str, detail: &str, id: impl Into<String>) {
+        let entry = self.by_check.entry(check).or_insert_with(|| (detail.to_string(), Vec::new()));
+        entry.1.push(id.into());
+    }
+
+    fn into_vec(self) -> Vec<Finding> {
+        self.by_check
+            .into_iter()
+            .map(|(check, (detail, ids))| Finding {
+                check: check.to_string(),
+                detail,
+                count: ids.len(),
+                ids: ids.into_iter().take(FINDING_IDS_MAX).collect(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HoldState {
+    Live,
+    Expired,
+    Posted,
+    Voided,
+}
+
+struct Hold {
+    order: u128,
+    code: u16,
+    state: HoldState,
+    /// When it was posted or voided, or placed if neither.
+    changed_ns: u64,
+}
+
+fn ns(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn narrow(v: u128) -> u64 {
+    u64::try_from(v).expect("unit balances fit in u64")
+}
+
+fn hex(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+/// Compares the ledger with the store. `live`: the server is running (see `IN_FLIGHT_WINDOW_MS`;
+/// balances are then read before the scan, so only their lower bounds are exact).
+pub fn reconcile(resources: &[ResourceLedger], store: &AuditSnapshot, now_ms: u64, live: bool) -> Report {
+    let now_ns = now_ms * 1_000_000;
+    let in_flight_after_ns = if live { now_ns.saturating_sub(IN_FLIGHT_WINDOW_MS * 1_000_000) } else { u64::MAX };
+    let mut mismatches = Findings::default();
+    let mut notes = Findings::default();
+
+    // The store's own consistency.
+    let mut counted = [0u64; OrderStatus::ALL.len()];
+    for order in &store.orders {
+        counted[OrderStatus::ALL.iter().position(|s| *s == order.status).expect("listed")] += 1;
+    }
+    for (status, kept) in &store.counts {
+        let index = OrderStatus::ALL.iter().position(|s| s == status).expect("listed");
+        if counted[index] != *kept {
+            mismatches.add(
+                "order_counts",
+                "the kept count of orders by status differs from the orders",
+                format!("{}: kept {kept}, counted {}", status.as_str(), counted[index]),
+            );
+        }
+    }
+    let sessions: HashMap<&str, &crate::store::Session> = store.sessions.iter().map(|s| (s.psid.as_str(), s)).collect();
+    let orders_by_id: HashMap<&str, &crate::store::Order> =
+        store.orders.iter().map(|o| (o.order_id.as_str(), o)).collect();
+    let expiry: HashSet<&str> = store.expiry.iter().map(String::as_str).collect();
+    for order in &store.orders {
+        match sessions.get(order.psid.as_str()) {
+            Some(s) if s.order_id == order.order_id => {}
+            _ => mismatches.add("order_without_session", "an order has no payment session", &order.order_id),
+        }
+        if (order.status == OrderStatus::Pending) != expiry.contains(order.order_id.as_str()) {
+            mismatches.add(
+                "expiry_index",
+                "PENDING orders and the expiry index disagree (the order would never expire, or twice)",
+                &order.order_id,
+            );
+        }
+        if parse_order_id(&order.order_id).is_none() {
+            mismatches.add("order_id", "an order id is not one of ours", &order.order_id);
+        }
+    }
+    for session in &store.sessions {
+        if !orders_by_id.contains_key(session.order_id.as_str()) {
+            mismatches.add("session_without_order", "a payment session has no order", &session.psid);
+        }
+    }
+
+    let mut reports = Vec::with_capacity(resources.len());
+    for resource in resources {
+        reports.push(reconcile_resource(resource, store, now_ns, in_flight_after_ns, live, &mut mismatches, &mut notes));
+    }
+
+    let mismatches = mismatches.into_vec();
+    Report {
+        ok: mismatches.is_empty(),
+        checked_at_ms: now_ms,
+        live,
+        orders: store.orders.len() as u64,
+        sessions: store.sessions.len() as u64,
+        order_counts: OrderStatus::ALL.iter().zip(counted).map(|(s, n)| (s.as_str().to_string(), n)).collect(),
+        resources: reports,
+        mismatches,
+        notes: notes.into_vec(),
+    }
+}
+
+fn reconcile_resource(
+    r: &ResourceLedger,
+    store: &AuditSnapshot,
+    now_ns: u64,
+    in_flight_after_ns: u64,
+    live: bool,
+    mismatches: &mut Findings,
+    notes: &mut Findings,
+) -> ResourceReport {
+    let budget_credits = narrow(r.budget.credits_posted());
+    let budget_debits_posted = narrow(r.budget.debits_posted());
+    let budget_debits_pending = narrow(r.budget.debits_pending());
+    let sold_ledger = narrow(r.spent.credits_posted());
+    let held_ledger = narrow(r.spent.credits_pending());
+    let name = r.name.as_str();
+
+    // Budget: funded exactly to capacity, never overdrawn, mirrored by Spent.
+    if budget_credits < r.capacity {
+        mismatches.add("budget_funding", "a budget holds less than its configured capacity", name);
+    } else if budget_credits > r.capacity {
+        notes.add("capacity_lowered", "a budget holds more than its capacity (lowering is not applied)", name);
+    }
+    if budget_debits_posted + budget_debits_pending > budget_credits {
+        mismatches.add("oversold", "a budget's debits exceed its credits", name);
+    }
+    if r.budget.debits_posted() != r.spent.credits_posted() || r.budget.debits_pending() != r.spent.credits_pending() {
+        mismatches.add("double_entry", "Budget debits and Spent credits differ", name);
+    }
+
+    // Every transfer crediting Spent: holds, their posts and voids, direct bookings.
+    let mut posted_at: HashMap<u128, u64> = HashMap::new();
+    let mut voided_at: HashMap<u128, u64> = HashMap::new();
+    let mut pending: Vec<&tb::Transfer> = Vec::new();
+    let mut booked: HashMap<u128, Vec<u64>> = HashMap::new();
+    let mut posted_units: u128 = 0;
+    for t in &r.transfers {
+        let flags = t.flags();
+        if flags.contains(tb::transfer::Flags::PENDING) {
+            pending.push(t);
+        } else if flags.contains(tb::transfer::Flags::POST_PENDING_TRANSFER) {
+            posted_at.insert(t.pending_id(), ns(t.timestamp()));
+            posted_units += t.amount();
+        } else if flags.contains(tb::transfer::Flags::VOID_PENDING_TRANSFER) {
+            voided_at.insert(t.pending_id(), ns(t.timestamp()));
+        } else if t.code() == code::BOOK_NOW {
+            booked.entry(t.user_data_128()).or_default().push(ns(t.timestamp()));
+            posted_units += t.amount();
+        } else {
+            mismatches.add("unknown_transfer", "a transfer into Spent that tigerfans does not make", hex(t.id()));
+        }
+    }
+    let posted_units = narrow(posted_units);
+    if (!live && posted_units != sold_ledger) || posted_units < sold_ledger {
+        mismatches.add(
+            "scan",
+            "the transfers found do not add up to the Spent balance",
+            format!("{name}: transfers {posted_units}, balance {sold_ledger}"),
+        );
+    }
+
+    let mut holds: HashMap<u128, Hold> = HashMap::with_capacity(pending.len());
+    let (mut held_bench, mut sold_bench, mut unresolved) = (0u64, 0u64, 0u64);
+    for t in pending {
+        let placed_ns = ns(t.timestamp());
+        let (state, changed_ns) = if let Some(at) = posted_at.get(&t.id()) {
+            (HoldState::Posted, *at)
+        } else if let Some(at) = voided_at.get(&t.id()) {
+            (HoldState::Voided, *at)
+        } else if placed_ns + u64::from(t.timeout()) * 1_000_000_000 > now_ns {
+            unresolved += 1;
+            (HoldState::Live, placed_ns)
+        } else {
+            unresolved += 1;
+            (HoldState::Expired, placed_ns)
+        };
+        if t.code() == code::BENCH_HOLD {
+            match state {
+                HoldState::Posted => sold_bench += 1,
+                HoldState::Live => held_bench += 1,
+                _ => {}
+            }
+        } else if t.code() != code::HOLD {
+            mismatches.add("unknown_transfer", "a pending transfer with a code tigerfans does not use", hex(t.id()));
+        }
+        holds.insert(t.id(), Hold { order: t.user_data_128(), code: t.code(), state, changed_ns });
+    }
+    if !live && held_ledger > unresolved {
+        mismatches.add(
+            "scan",
+            "more units are pending than holds found",
+            format!("{name}: pending {held_ledger}, unresolved holds {unresolved}"),
+        );
+    }
+
+    // Units sold per order, by the ledger.
+    let mut sold_by_order: HashMap<u128, (u64, u64)> = HashMap::new(); // (units, newest change ns)
+    for hold in holds.values().filter(|h| h.code == code::HOLD && h.state == HoldState::Posted) {
+        let entry = sold_by_order.entry(hold.order).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(hold.changed_ns);
+    }
+    for (order, times) in &booked {
+        let entry = sold_by_order.entry(*order).or_default();
+        entry.0 += times.len() as u64;
+        entry.1 = entry.1.max(times.iter().copied().max().unwrap_or(0));
+    }
+    let holds_by_order: HashMap<u128, &Hold> =
+        holds.values().filter(|h| h.code == code::HOLD).map(|h| (h.order, h)).collect();
+
+    // Order by order.
+    let is_goodies = r.class_id.is_none();
+    let mut sold_orders = 0u64;
+    let mut held_orders = 0u64;
+    let mut seen_orders: HashSet<u128> = HashSet::new();
+    let sessions: HashMap<&str, &crate::store::Session> = store.sessions.iter().map(|s| (s.psid.as_str(), s)).collect();
+    for order in &store.orders {
+        if !is_goodies && Some(order.cls.as_str()) != r.class_id.as_deref() {
+            continue;
+        }
+        let Some(num) = parse_order_id(&order.order_id) else { continue };
+        seen_orders.insert(num);
+        let expected = if is_goodies { order.got_goodie } else { order.status == OrderStatus::Paid };
+        sold_orders += u64::from(expected);
+        let (units, changed_ns) = sold_by_order.get(&num).copied().unwrap_or((0, 0));
+        let id = order.order_id.clone();
+        match (expected, units) {
+            (true, 1) | (false, 0) => {}
+            (_, n) if n > 1 => mismatches.add("sold_twice", "an order holds more than one unit", id.clone()),
+            (true, _) => mismatches.add(
+                "paid_not_sold",
+                "the store says the order has its unit, the ledger has not sold it",
+                id.clone(),
+            ),
+            (false, _) if order.status.is_open() => {
+                if changed_ns >= in_flight_after_ns {
+                    notes.add("in_flight", "a payment being recorded right now", id.clone());
+                } else {
+                    mismatches.add(
+                        "unrecorded_payment",
+                        "sold in the ledger, order still open: an unacknowledged webhook (its retry records it)",
+                        id.clone(),
+                    );
+                }
+            }
+            (false, _) => mismatches.add("sold_not_paid", "sold in the ledger, but the order's answer was final", id.clone()),
+        }
+
+        // The hold behind an open order.
+        let hold_id = sessions.get(order.psid.as_str()).map(|s| {
+            if is_goodies {
+                s.goodie_hold_id
+            } else {
+                Some(s.ticket_hold_id)
+            }
+        });
+        let Some(Some(hold_id)) = hold_id else { continue };
+        match holds.get(&hold_id) {
+            None if order.status == OrderStatus::Pending => {
+                mismatches.add("hold_missing", "an open order's hold is not in the ledger", id.clone())
+            }
+            None => {}
+            Some(hold) => {
+                if hold.order != num {
+                    mismatches.add("hold_order", "a hold names another order", id.clone());
+                }
+                match (order.status, hold.state) {
+                    (OrderStatus::Pending, HoldState::Live) => held_orders += 1,
+                    (OrderStatus::Pending, HoldState::Voided) if !is_goodies => {
+                        if hold.changed_ns >= in_flight_after_ns {
+                            notes.add("in_flight", "a payment being recorded right now", id.clone());
+                        } else {
+                            mismatches.add(
+                                "unrecorded_void",
+                                "hold voided in the ledger, order still PENDING: an unacknowledged webhook",
+                                id.clone(),
+                            );
+                        }
+                    }
+                    (status, HoldState::Live) if !status.is_open() && !is_goodies => {
+                        mismatches.add("final_order_still_held", "a final order's hold is still live", id.clone())
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // Ledger activity for orders the store does not have.
+    let mut held_unacknowledged = 0u64;
+    for (num, hold) in &holds_by_order {
+        if seen_orders.contains(num) {
+            continue;
+        }
+        match hold.state {
+            HoldState::Live => {
+                held_unacknowledged += 1;
+                notes.add(
+                    "unacknowledged_hold",
+                    "a hold of a checkout the store never recorded (a crash, a 503): it expires by itself",
+                    hex(*num),
+                );
+            }
+            HoldState::Posted => mismatches.add("sold_without_order", "a unit sold for an order the store does not have", hex(*num)),
+            _ => {}
+        }
+    }
+    for num in booked.keys() {
+        if !seen_orders.contains(num) {
+            mismatches.add("sold_without_order", "a unit sold for an order the store does not have", hex(*num));
+        }
+    }
+
+    if sold_ledger != sold_orders + sold_bench && !live {
+        mismatches.add(
+            "sold",
+            "units sold differ from PAID orders (plus benchmark units)",
+            format!("{name}: ledger {sold_ledger}, orders {sold_orders}, bench {sold_bench}"),
+        );
+    }
+
+    ResourceReport {
+        resource: r.name.clone(),
+        capacity: r.capacity,
+        budget_credits,
+        budget_debits_posted,
+        budget_debits_pending,
+        sold_ledger,
+        sold_orders,
+        sold_bench,
+        held_ledger,
+        held_orders,
+        held_unacknowledged,
+        held_bench,
+        transfers_scanned: r.transfers.len() as u64,
+    }
+}
+
+/// Every transfer crediting `account_id`, oldest first, page by page.
+async fn scan(ledger: &Ledger, account_id: u128) -> anyhow::Result<Vec<tb::Transfer>> {
+    let mut out = Vec::new();
+    let mut timestamp_min = 0u64;
+    loop {
+        let mut filter = tb::account::Filter::new(account_id, SCAN_PAGE_MAX)
+            .with_flags(tb::account::FilterFlags::CREDITS);
+        filter.as_raw_mut().timestamp_min = timestamp_min;
+        let page = ledger.get_account_transfers(filter).await?;
+        let full = page.len() == SCAN_PAGE_MAX as usize;
+        if let Some(last) = page.last() {
+            timestamp_min = ns(last.timestamp()) + 1;
+        }
+        out.extend(page);
+        if out.len() > SCAN_TRANSFERS_MAX {
+            anyhow::bail!("more than {SCAN_TRANSFERS_MAX} transfers on account {account_id:x}: too large to audit");
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// Reads the store, then the ledger (in that order: the ledger can then only be ahead), and
+/// reconciles them.
+pub async fn run(config: &Config, ledger: &Ledger, store: &Store, live: bool, timeout: Duration) -> anyhow::Result<Report> {
+    let reader = store.clone();
+    let snapshot = tokio::task::spawn_blocking(move || reader.audit_snapshot()).await??;
+    let mut resources: Vec<(String, Option<String>, Resource, u64)> = config
+        .classes
+        .iter()
+        .map(|c| (format!("class {}", c.id), Some(c.id.clone()), Resource::class(&c.id), c.capacity))
+        .collect();
+    resources.push(("goodies".to_string(), None, Resource::GOODIES, config.goodie_limit));
+    let mut ledgers = Vec::with_capacity(resources.len());
+    for (name, class_id, resource, capacity) in resources {
+        let budget_id = accounting::account_id(config.ledger, resource, AccountKind::Budget);
+        let spent_id = accounting::account_id(config.ledger, resource, AccountKind::Spent);
+        let collect = async {
+            // Balances first, then the scan: the scan then includes everything they reflect.
+            let accounts = ledger.lookup_accounts(vec![budget_id, spent_id]).await?;
+            let find = |id: u128| {
+                accounts.iter().find(|a| a.id() == id).copied().ok_or_else(|| anyhow!("{name}: account {id:x} not found"))
+            };
+            let (budget, spent) = (find(budget_id)?, find(spent_id)?);
+            let transfers = scan(ledger, spent_id).await?;
+            anyhow::Ok((budget, spent, transfers))
+        };
+        let (budget, spent, transfers) = crate::ledger::within(timeout, "the audit's reads", collect).await?;
+        ledgers.push(ResourceLedger { name, class_id, capacity, budget, spent, transfers });
+    }
+    let now_ms = crate::flow::now_ms();
+    Ok(tokio::task::spawn_blocking(move || reconcile(&ledgers, &snapshot, now_ms, live)).await?)
+}
+
+/// `tigerfans audit --data-dir`: a stopped appliance's data dir. Runs its replica (or uses
+/// `tb_addresses`) just for the audit.
+pub struct OfflineOptions {
+    pub data_dir: PathBuf,
+    pub config: Config,
+    pub tb_addresses: Option<String>,
+    pub tb_cluster: u128,
+    pub tigerbeetle_bin: PathBuf,
+    pub tb_cache_grid: String,
+    pub timeout: Duration,
+}
+
+pub async fn offline(options: OfflineOptions) -> anyhow::Result<Report> {
+    let store_file = options.data_dir.join("tigerfans.redb");
+    if !store_file.is_file() {
+        bail!("no store at {} (is --data-dir right?)", store_file.display());
+    }
+    let (supervisor, addresses) = match &options.tb_addresses {
+        Some(addresses) => (None, addresses.clone()),
+        None => {
+            let data_file = options.data_dir.join("0_0.tigerbeetle");
+            if !data_file.is_file() {
+                bail!("no TigerBeetle data file at {} (an external cluster needs --tb-addresses)", data_file.display());
+            }
+            let replica = ReplicaOptions {
+                bin: options.tigerbeetle_bin.clone(),
+                data_file,
+                cache_grid: options.tb_cache_grid.clone(),
+                log_file: options.data_dir.join("tigerbeetle.log"),
+            };
+            let supervisor = tokio::task::spawn_blocking(move || Supervisor::start(replica)).await??;
+            let address = supervisor.address.to_string();
+            (Some(supervisor), address)
+        }
+    };
+    let result = async {
+        let (store, writer) = Store::open(&store_file, Default::default())
+            .with_context(|| "opening the store (is tigerfans still running on this data dir?)")?;
+        let ledger = Ledger::connect(options.tb_cluster, &addresses)?;
+        let report = run(&options.config, &ledger, &store, false, options.timeout).await;
+        drop(store);
+        tokio::task::spawn_blocking(move || writer.join()).await?;
+        report
+    }
+    .await;
+    if let Some(supervisor) = supervisor {
+        tokio::task::spawn_blocking(move || supervisor.stop()).await?;
+    }
+    result
+}
+
+/// `tigerfans audit --base URL`: logs in as the admin and fetches the running server's audit.
+pub async fn remote(base: &str, user: &str, password: &str) -> anyhow::Result<Report> {
+    use crate::bench::client::Connection;
+    use bytes::Bytes;
+    use hyper::{Method, StatusCode};
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    if authority.contains('/') || base.starts_with("https://") {
+        bail!("--base must look like http://HOST:PORT");
+    }
+    let mut conn = Connection::new(authority);
+    let fail = |e: String| anyhow!("{base}: {e}");
+    let csrf = conn.request(Method::GET, "/api/admin/csrf", &[], Bytes::new()).await.map_err(fail)?;
+    let csrf: serde_json::Value = serde_json::from_slice(&csrf.body).context("reading the CSRF token")?;
+    let token = csrf["csrf"].as_str().ok_or_else(|| anyhow!("no CSRF token from {base}"))?;
+    let form: String =
+        form_urlencoded::Serializer::new(String::new()).append_pair("username", user).append_pair("password", password).append_pair("csrf", token).finish();
+    let login = conn
+        .request(
+            Method::POST,
+            "/admin/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from(form),
+        )
+        .await
+        .map_err(fail)?;
+    let cookie = login
+        .headers
+        .get(hyper::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("admin login refused (wrong user or password, or locked for a minute)"))?;
+    let answer = conn
+        .request(Method::GET, "/api/admin/audit", &[("cookie", cookie.as_str())], Bytes::new())
+        .await
+        .map_err(fail)?;
+    if answer.status != StatusCode::OK {
+        bail!("{base} answered {}: {}", answer.status, String::from_utf8_lossy(&answer.body));
+    }
+    serde_json::from_slice(&answer.body).context("reading the audit report")
+}
+
+/// The report for a terminal.
+pub fn render(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "audit of {} orders, {} sessions ({}){}",
+        report.orders,
+        report.sessions,
+        report.order_counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+        if report.live { ", on a running server" } else { "" }
+    );
+    let _ = writeln!(
+        s,
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "resource", "capacity", "sold", "PAID", "bench", "held", "open", "unacked"
+    );
+    for r in &report.resources {
+        let _ = writeln!(
+            s,
+            "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            r.resource, r.capacity, r.sold_ledger, r.sold_orders, r.sold_bench, r.held_ledger, r.held_orders, r.held_unacknowledged
+        );
+    }
+    for (label, findings) in [("MISMATCH", &report.mismatches), ("note", &report.notes)] {
+        for f in findings {
+            let more = if f.count > f.ids.len() { format!(" (+{} more)", f.count - f.ids.len()) } else { String::new() };
+            let _ = writeln!(s, "{label} {}: {} ×{}: {}{more}", f.check, f.detail, f.count, f.ids.join(" "));
+        }
+    }
+    let _ = writeln!(s, "{}", if report.ok { "audit passed" } else { "audit FAILED" });
+    s
+}
