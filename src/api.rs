@@ -57,8 +57,15 @@ mod tests {
     fn checkout_bodies() {
         let ok = decode_checkout(br#"{"cls":"A","customer_email":" a@b.co "}"#).unwrap();
         assert_eq!((ok.cls.as_str(), ok.customer_email.as_str()), ("A", "a@b.co"));
-        for bad in [&b""[..], b"{}", b"[1]", b"{\"cls\":\"A\"}", b"{\"cls\":\"\",\"customer_email\":\"a@b.co\"}",
-            b"{\"cls\":\"A\",\"customer_email\":\"nope\"}", b"\xff\xfe"] {
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"[1]",
+            b"{\"cls\":\"A\"}",
+            b"{\"cls\":\"\",\"customer_email\":\"a@b.co\"}",
+            b"{\"cls\":\"A\",\"customer_email\":\"nope\"}",
+            b"\xff\xfe",
+        ] {
             assert!(decode_checkout(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));

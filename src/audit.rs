@@ -198,7 +198,15 @@ pub fn reconcile(resources: &[ResourceLedger], store: &AuditSnapshot, now_ms: u6
 
     let mut reports = Vec::with_capacity(resources.len());
     for resource in resources {
-        reports.push(reconcile_resource(resource, store, now_ns, in_flight_after_ns, live, &mut mismatches, &mut notes));
+        reports.push(reconcile_resource(
+            resource,
+            store,
+            now_ns,
+            in_flight_after_ns,
+            live,
+            &mut mismatches,
+            &mut notes,
+        ));
     }
 
     let mismatches = mismatches.into_vec();
@@ -359,17 +367,22 @@ fn reconcile_resource(
                     );
                 }
             }
-            (false, _) => mismatches.add("sold_not_paid", "sold in the ledger, but the order's answer was final", id.clone()),
+            (false, _) => {
+                mismatches.add("sold_not_paid", "sold in the ledger, but the order's answer was final", id.clone())
+            }
         }
 
         // The hold behind an open order.
-        let hold_id = sessions.get(order.psid.as_str()).map(|s| {
-            if is_goodies {
-                s.goodie_hold_id
-            } else {
-                Some(s.ticket_hold_id)
-            }
-        });
+        let hold_id =
+            sessions.get(order.psid.as_str()).map(
+                |s| {
+                    if is_goodies {
+                        s.goodie_hold_id
+                    } else {
+                        Some(s.ticket_hold_id)
+                    }
+                },
+            );
         let Some(Some(hold_id)) = hold_id else { continue };
         match holds.get(&hold_id) {
             None if order.status == OrderStatus::Pending => {
@@ -417,7 +430,9 @@ fn reconcile_resource(
                     hex(*num),
                 );
             }
-            HoldState::Posted => mismatches.add("sold_without_order", "a unit sold for an order the store does not have", hex(*num)),
+            HoldState::Posted => {
+                mismatches.add("sold_without_order", "a unit sold for an order the store does not have", hex(*num))
+            }
             _ => {}
         }
     }
@@ -457,8 +472,8 @@ async fn scan(ledger: &Ledger, account_id: u128) -> anyhow::Result<Vec<tb::Trans
     let mut out = Vec::new();
     let mut timestamp_min = 0u64;
     loop {
-        let mut filter = tb::account::Filter::new(account_id, SCAN_PAGE_MAX)
-            .with_flags(tb::account::FilterFlags::CREDITS);
+        let mut filter =
+            tb::account::Filter::new(account_id, SCAN_PAGE_MAX).with_flags(tb::account::FilterFlags::CREDITS);
         filter.as_raw_mut().timestamp_min = timestamp_min;
         let page = ledger.get_account_transfers(filter).await?;
         let full = page.len() == SCAN_PAGE_MAX as usize;
@@ -477,7 +492,13 @@ async fn scan(ledger: &Ledger, account_id: u128) -> anyhow::Result<Vec<tb::Trans
 
 /// Reads the store, then the ledger (in that order: the ledger can then only be ahead), and
 /// reconciles them.
-pub async fn run(config: &Config, ledger: &Ledger, store: &Store, live: bool, timeout: Duration) -> anyhow::Result<Report> {
+pub async fn run(
+    config: &Config,
+    ledger: &Ledger,
+    store: &Store,
+    live: bool,
+    timeout: Duration,
+) -> anyhow::Result<Report> {
     let reader = store.clone();
     let snapshot = tokio::task::spawn_blocking(move || reader.audit_snapshot()).await??;
     let mut resources: Vec<(String, Option<String>, Resource, u64)> = config
@@ -494,7 +515,11 @@ pub async fn run(config: &Config, ledger: &Ledger, store: &Store, live: bool, ti
             // Balances first, then the scan: the scan then includes everything they reflect.
             let accounts = ledger.lookup_accounts(vec![budget_id, spent_id]).await?;
             let find = |id: u128| {
-                accounts.iter().find(|a| a.id() == id).copied().ok_or_else(|| anyhow!("{name}: account {id:x} not found"))
+                accounts
+                    .iter()
+                    .find(|a| a.id() == id)
+                    .copied()
+                    .ok_or_else(|| anyhow!("{name}: account {id:x} not found"))
             };
             let (budget, spent) = (find(budget_id)?, find(spent_id)?);
             let transfers = scan(ledger, spent_id).await?;
@@ -572,8 +597,11 @@ pub async fn remote(base: &str, user: &str, password: &str) -> anyhow::Result<Re
     let csrf = conn.request(Method::GET, "/api/admin/csrf", &[], Bytes::new()).await.map_err(fail)?;
     let csrf: serde_json::Value = serde_json::from_slice(&csrf.body).context("reading the CSRF token")?;
     let token = csrf["csrf"].as_str().ok_or_else(|| anyhow!("no CSRF token from {base}"))?;
-    let form: String =
-        form_urlencoded::Serializer::new(String::new()).append_pair("username", user).append_pair("password", password).append_pair("csrf", token).finish();
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("username", user)
+        .append_pair("password", password)
+        .append_pair("csrf", token)
+        .finish();
     let login = conn
         .request(
             Method::POST,
@@ -621,15 +649,191 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             s,
             "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            r.resource, r.capacity, r.sold_ledger, r.sold_orders, r.sold_bench, r.held_ledger, r.held_orders, r.held_unacknowledged
+            r.resource,
+            r.capacity,
+            r.sold_ledger,
+            r.sold_orders,
+            r.sold_bench,
+            r.held_ledger,
+            r.held_orders,
+            r.held_unacknowledged
         );
     }
     for (label, findings) in [("MISMATCH", &report.mismatches), ("note", &report.notes)] {
         for f in findings {
-            let more = if f.count > f.ids.len() { format!(" (+{} more)", f.count - f.ids.len()) } else { String::new() };
+            let more =
+                if f.count > f.ids.len() { format!(" (+{} more)", f.count - f.ids.len()) } else { String::new() };
             let _ = writeln!(s, "{label} {}: {} ×{}: {}{more}", f.check, f.detail, f.count, f.ids.join(" "));
         }
     }
     let _ = writeln!(s, "{}", if report.ok { "audit passed" } else { "audit FAILED" });
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Order, Session};
+
+    const LEDGER: u32 = 9;
+    const NOW_MS: u64 = 1_000_000;
+
+    fn account(
+        id: u128,
+        credits_posted: u128,
+        debits_posted: u128,
+        credits_pending: u128,
+        debits_pending: u128,
+    ) -> tb::Account {
+        let mut a = tb::Account::new(id, LEDGER, 2);
+        let raw = a.as_raw_mut();
+        (raw.credits_posted, raw.debits_posted, raw.credits_pending, raw.debits_pending) =
+            (credits_posted, debits_posted, credits_pending, debits_pending);
+        a
+    }
+
+    fn at(mut t: tb::Transfer, ms: u64) -> tb::Transfer {
+        t.as_raw_mut().timestamp = ms * 1_000_000;
+        t
+    }
+
+    fn order(num: u128, status: OrderStatus) -> (Order, Session) {
+        let order_id = crate::flow::format_order_id(num);
+        let psid = format!("ps_{num}");
+        let order = Order {
+            order_id: order_id.clone(),
+            psid: psid.clone(),
+            status,
+            cls: "A".into(),
+            qty: 1,
+            amount: 1,
+            currency: "EUR".into(),
+            email: "a@b.co".into(),
+            created_at_ms: 0,
+            paid_at_ms: None,
+            ticket_code: None,
+            got_goodie: false,
+        };
+        let session = Session {
+            psid,
+            order_id,
+            cls: "A".into(),
+            email: "a@b.co".into(),
+            amount: 1,
+            currency: "EUR".into(),
+            ticket_hold_id: num * 10,
+            goodie_hold_id: None,
+            created_at_ms: 0,
+            expires_at_ms: NOW_MS + 60_000,
+        };
+        (order, session)
+    }
+
+    /// Class A, capacity 10: order 1 PAID (posted), order 2 PENDING (live hold), an unrecorded
+    /// checkout's live hold (order 3), and whatever `extra` adds.
+    fn books(extra_orders: &[(u128, OrderStatus)], extra_transfers: Vec<tb::Transfer>) -> Report {
+        books_with(extra_orders, extra_transfers, |_| {})
+    }
+
+    fn books_with(
+        extra_orders: &[(u128, OrderStatus)],
+        extra_transfers: Vec<tb::Transfer>,
+        tamper: impl FnOnce(&mut AuditSnapshot),
+    ) -> Report {
+        let r = Resource::class("A");
+        let hold = |num: u128, ms: u64| at(accounting::hold(LEDGER, r, num * 10, num, 60), ms);
+        let mut transfers = vec![
+            hold(1, NOW_MS - 5000),
+            at(accounting::post(10), NOW_MS - 4000),
+            hold(2, NOW_MS - 3000),
+            hold(3, NOW_MS - 2000),
+        ];
+        transfers.extend(extra_transfers);
+        let mut snapshot = AuditSnapshot::default();
+        for (num, status) in [(1, OrderStatus::Paid), (2, OrderStatus::Pending)].iter().chain(extra_orders) {
+            let (o, s) = order(*num, *status);
+            if o.status == OrderStatus::Pending {
+                snapshot.expiry.push(o.order_id.clone());
+            }
+            snapshot.orders.push(o);
+            snapshot.sessions.push(s);
+        }
+        let mut counts = [0u64; 6];
+        for o in &snapshot.orders {
+            counts[OrderStatus::ALL.iter().position(|s| *s == o.status).unwrap()] += 1;
+        }
+        snapshot.counts = OrderStatus::ALL.iter().copied().zip(counts).collect();
+        // Balances as TigerBeetle would keep them for these transfers.
+        let live_pending = transfers
+            .iter()
+            .filter(|t| t.flags().contains(tb::transfer::Flags::PENDING))
+            .filter(|h| !transfers.iter().any(|t| t.pending_id() == h.id()))
+            .count() as u128;
+        let sold = transfers
+            .iter()
+            .filter(|t| t.flags().contains(tb::transfer::Flags::POST_PENDING_TRANSFER) || t.code() == code::BOOK_NOW)
+            .count() as u128;
+        let resource = ResourceLedger {
+            name: "class A".into(),
+            class_id: Some("A".into()),
+            capacity: 10,
+            budget: account(1, 10, sold, 0, live_pending),
+            spent: account(2, sold, 0, live_pending, 0),
+            transfers,
+        };
+        tamper(&mut snapshot);
+        reconcile(&[resource], &snapshot, NOW_MS, false)
+    }
+
+    fn checks(findings: &[Finding]) -> Vec<&str> {
+        findings.iter().map(|f| f.check.as_str()).collect()
+    }
+
+    #[test]
+    fn agreeing_books_pass_and_an_unrecorded_checkout_is_a_note() {
+        let report = books(&[], vec![]);
+        assert!(report.ok, "{:?}", report.mismatches);
+        assert_eq!(checks(&report.notes), ["unacknowledged_hold"]);
+        let a = &report.resources[0];
+        assert_eq!(
+            (a.sold_ledger, a.sold_orders, a.held_ledger, a.held_orders, a.held_unacknowledged),
+            (1, 1, 2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_void_or_post_the_store_never_recorded_fails() {
+        let report = books(&[], vec![at(accounting::void(20), NOW_MS - 1000)]);
+        assert_eq!(checks(&report.mismatches), ["unrecorded_void"]);
+        assert_eq!(report.mismatches[0].ids, [crate::flow::format_order_id(2)]);
+        let report = books(&[], vec![at(accounting::post(20), NOW_MS - 1000)]);
+        assert!(checks(&report.mismatches).contains(&"unrecorded_payment"), "{:?}", report.mismatches);
+    }
+
+    #[test]
+    fn a_unit_sold_twice_or_for_a_final_order_fails() {
+        let r = Resource::class("A");
+        let report = books(&[], vec![at(accounting::book_now(LEDGER, r, 10, 1), NOW_MS - 100)]);
+        assert!(checks(&report.mismatches).contains(&"sold_twice"), "{:?}", report.mismatches);
+        let report = books(
+            &[(4, OrderStatus::Failed)],
+            vec![at(accounting::hold(LEDGER, r, 40, 4, 60), NOW_MS - 900), at(accounting::post(40), NOW_MS - 800)],
+        );
+        assert!(checks(&report.mismatches).contains(&"sold_not_paid"), "{:?}", report.mismatches);
+    }
+
+    #[test]
+    fn a_pending_order_without_its_hold_and_a_miscounted_store_fail() {
+        let report = books(&[(5, OrderStatus::Pending)], vec![]);
+        assert_eq!(checks(&report.mismatches), ["hold_missing"]);
+        // Expired holds of PENDING orders are fine: the sweeper has not come by yet.
+        let r = Resource::class("A");
+        let report =
+            books(&[(6, OrderStatus::Pending)], vec![at(accounting::hold(LEDGER, r, 60, 6, 1), NOW_MS - 5000)]);
+        assert!(report.ok, "{:?}", report.mismatches);
+        let report = books_with(&[], vec![], |s| s.counts[1].1 += 1);
+        assert_eq!(checks(&report.mismatches), ["order_counts"]);
+        let report = books_with(&[], vec![], |s| s.expiry.clear());
+        assert_eq!(checks(&report.mismatches), ["expiry_index"]);
+    }
 }

@@ -268,8 +268,8 @@ impl App {
     /// per order: the first valid outcome is final.
     pub async fn payment_event(&self, body: &[u8], signature: Option<&str>) -> Result<PaymentOk, FlowError> {
         let mut clock = Instant::now();
-        let event =
-            payment::decode_event(self.config.webhook_secret.as_bytes(), body, signature).map_err(FlowError::BadRequest)?;
+        let event = payment::decode_event(self.config.webhook_secret.as_bytes(), body, signature)
+            .map_err(FlowError::BadRequest)?;
         self.metrics.payment_events.add(1);
         // One event per order at a time, from the read of its state to the write of its outcome.
         let _order_lock = self.payment_locks.stripe(&event.payment_session_id).lock().await;

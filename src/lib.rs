@@ -6,8 +6,8 @@
 //! group-commits the session and the PENDING order → the response leaves after the fsync.
 
 pub mod accounting;
-pub mod api;
 pub mod admin;
+pub mod api;
 pub mod appliance;
 pub mod audit;
 pub mod batcher;

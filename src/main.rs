@@ -148,6 +148,9 @@ struct ServeArgs {
     /// Concurrent HTTP connections; more are refused.
     #[arg(long, env = "TIGERFANS_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// A client must send its request head within this time, and its body within as long again.
+    #[arg(long, env = "TIGERFANS_REQUEST_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    request_read_timeout_ms: u64,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "TIGERFANS_WORKER_THREADS")]
     worker_threads: Option<usize>,
@@ -195,7 +198,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tb_timeout_ms: args.tb_timeout_ms,
         tb_clients: usize::from(args.tb_clients),
         config,
-        http: HttpLimits { connections_max: args.max_connections, ..HttpLimits::default() },
+        http: HttpLimits {
+            connections_max: args.max_connections,
+            header_read_timeout_ms: args.request_read_timeout_ms,
+            body_read_timeout_ms: args.request_read_timeout_ms,
+            ..HttpLimits::default()
+        },
         sweep_interval_ms: 250,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -160,6 +160,11 @@ pub struct Server {
 impl Server {
     /// A server on the shared replica with this config.
     pub async fn start(config: Value) -> Server {
+        Server::start_with_args(config, &[]).await
+    }
+
+    /// A server on the shared replica with this config and extra `serve` arguments.
+    pub async fn start_with_args(config: Value, extra: &[&str]) -> Server {
         let data_dir = scratch_dir("server");
         let config_path = data_dir.join("event.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
@@ -170,6 +175,7 @@ impl Server {
             format!("--tb-addresses={}", replica_address()),
             "--tb-timeout-ms=3000".to_string(),
         ];
+        let args = args.into_iter().chain(extra.iter().map(|a| a.to_string())).collect();
         Server::start_with(data_dir, args).await
     }
 
@@ -236,6 +242,60 @@ impl Server {
         self.http = Http::new(&self.base);
         self.spawn().await;
     }
+}
+
+impl Server {
+    /// `tigerfans audit --base` against this running server, as the admin: (passed, report).
+    pub async fn audit(&self) -> (bool, Value) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tigerfans"));
+        command
+            .args(["audit", "--json", "--base", &self.base])
+            .arg("--password-file")
+            .arg(self.data_dir.join("admin-password"));
+        run_audit(command).await
+    }
+
+    /// `tigerfans audit --data-dir` on this (stopped) server's data dir and its config.
+    pub async fn audit_offline(&self) -> (bool, Value) {
+        assert!(self.child.is_none(), "redb allows one process per file: stop the server first");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tigerfans"));
+        command.args(["audit", "--json"]).arg(format!("--data-dir={}", self.data_dir.display()));
+        for arg in &self.args {
+            if arg.starts_with("--config=") || arg.starts_with("--tb-addresses=") || arg.starts_with("--tb-cluster=") {
+                command.arg(arg);
+            }
+        }
+        if !self.args.iter().any(|a| a.starts_with("--tb-addresses=")) {
+            command.arg(format!("--tigerbeetle-bin={}", tigerbeetle_bin().display()));
+        }
+        run_audit(command).await
+    }
+
+    /// The audit must pass; prints the report either way.
+    pub async fn assert_audit_passes(&self) -> Value {
+        let (ok, report) = self.audit().await;
+        assert!(ok, "audit failed:\n{}", serde_json::to_string_pretty(&report).unwrap());
+        report
+    }
+}
+
+async fn run_audit(mut command: Command) -> (bool, Value) {
+    let output = tokio::task::spawn_blocking(move || {
+        command.env("TIGERFANS_LOG", "warn").output().expect("running tigerfans audit")
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "audit printed no report ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let ok = report["ok"].as_bool().expect("report has ok");
+    assert_eq!(output.status.success(), ok, "exit status must say what the report says: {report}");
+    (ok, report)
 }
 
 impl Drop for Server {

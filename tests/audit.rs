@@ -1,0 +1,96 @@
+//! `tigerfans audit`: passes on books that agree, fails (exit 1) with the order ids when the store
+//! and the ledger disagree, both on a running server (admin endpoint) and on a stopped data dir.
+
+mod common;
+
+use common::*;
+use hyper::StatusCode;
+use serde_json::Value;
+use tigerfans::store::{OrderStatus, Outcome, Store, Write};
+
+fn finding<'a>(report: &'a Value, check: &str) -> Option<&'a Value> {
+    report["mismatches"].as_array().unwrap().iter().find(|f| f["check"] == check)
+}
+
+#[tokio::test]
+async fn audit_passes_on_agreeing_books_and_names_the_orders_that_disagree() {
+    let mut server = Server::start(config(10, 3, 300)).await;
+    let http = &server.http;
+    let mut checkouts = Vec::new();
+    for i in 0..6 {
+        let (status, checkout) = http.checkout("A", &format!("fan{i}@example.com")).await;
+        assert_eq!(status, StatusCode::OK, "{checkout}");
+        checkouts.push(checkout);
+    }
+    for (checkout, kind) in checkouts.iter().zip(["succeeded", "succeeded", "failed", "canceled"]) {
+        let (status, reply) = http.webhook(&event(kind, checkout, &unique_key("evt"))).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+    }
+    // Two orders stay PENDING with live holds.
+
+    // Without a session the endpoint is closed.
+    assert_eq!(http.get("/api/admin/audit").await.0, StatusCode::UNAUTHORIZED);
+
+    let report = server.assert_audit_passes().await;
+    let class_a = &report["resources"][0];
+    assert_eq!(class_a["resource"], "class A");
+    assert_eq!((class_a["sold_ledger"].as_u64(), class_a["sold_orders"].as_u64()), (Some(2), Some(2)));
+    assert_eq!((class_a["held_ledger"].as_u64(), class_a["held_orders"].as_u64()), (Some(2), Some(2)));
+    let goodies = &report["resources"][2];
+    assert_eq!(goodies["sold_ledger"].as_u64(), Some(2), "the first two orders paid and kept their goodies");
+    assert_eq!(report["order_counts"]["PAID"].as_u64(), Some(2));
+
+    // The same books offline, from the stopped data dir.
+    assert!(server.terminate().success());
+    let (ok, offline) = server.audit_offline().await;
+    assert!(ok, "{offline}");
+    assert_eq!(offline["live"], false);
+    assert_eq!(offline["resources"][0]["sold_ledger"].as_u64(), Some(2));
+
+    // Now make the store lie: a PENDING order marked PAID without its hold being posted.
+    let tampered = checkouts[4]["order_id"].as_str().unwrap().to_string();
+    {
+        let (store, writer) =
+            Store::open(&server.data_dir.join("tigerfans.redb"), Default::default()).expect("opening the store");
+        let session = store.session(&psid_of(&checkouts[4])).unwrap().expect("session");
+        let write = Write::Payment {
+            order_id: tampered.clone(),
+            expires_at_ms: session.expires_at_ms,
+            event_key: "tampered".into(),
+            outcome: Some(Outcome {
+                status: OrderStatus::Paid,
+                paid_at_ms: Some(1),
+                ticket_code: Some("TCK-TAMPERED".into()),
+                got_goodie: false,
+            }),
+        };
+        store.write(write).await.expect("tampering");
+        drop(store);
+        writer.join();
+    }
+    let (ok, report) = server.audit_offline().await;
+    assert!(!ok, "a PAID order with no unit sold must fail the audit: {report}");
+    let paid_not_sold = finding(&report, "paid_not_sold").unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(paid_not_sold["ids"][0], tampered.as_str());
+    assert!(finding(&report, "sold").is_some(), "totals disagree too: {report}");
+
+    // And live, through the admin endpoint.
+    server.restart().await;
+    let (ok, report) = server.audit().await;
+    assert!(!ok);
+    assert_eq!(finding(&report, "paid_not_sold").unwrap()["ids"][0], tampered.as_str());
+}
+
+#[tokio::test]
+async fn audit_refuses_a_data_dir_without_a_store() {
+    let dir = scratch_dir("audit-empty");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tigerfans"))
+        .args(["audit", "--tb-addresses", replica_address()])
+        .arg(format!("--data-dir={}", dir.display()))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no store at"), "{stderr}");
+    assert!(!dir.join("tigerfans.redb").exists(), "an audit must not create a store");
+}
