@@ -41,7 +41,32 @@ pub struct ServeOptions {
 pub const SWEEP_BATCH_MAX: usize = 4096;
 pub const STARTUP_TIMEOUT_MS: u64 = 60_000;
 
+/// File descriptors besides HTTP connections: store, replica pipes, TigerBeetle client, logs.
+pub const FDS_RESERVED: u64 = 256;
+
+/// Raises the soft open-files limit to cover `connections_max` (Debian's default soft limit,
+/// 1024, would refuse connections long before the configured cap with EMFILE).
+pub fn raise_fd_limit(connections_max: usize) {
+    let wanted = connections_max as u64 + FDS_RESERVED;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= wanted {
+            return;
+        }
+        let raised = libc::rlimit { rlim_cur: wanted.min(limit.rlim_max), rlim_max: limit.rlim_max };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 || raised.rlim_cur < wanted {
+            tracing::warn!(
+                soft = raised.rlim_cur,
+                wanted,
+                "open-files limit below --max-connections; raise LimitNOFILE (systemd) or ulimit -n"
+            );
+        }
+    }
+}
+
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    raise_fd_limit(options.http.connections_max);
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("creating data dir {}", options.data_dir.display()))?;
     let metrics = Arc::new(Metrics::default());

@@ -90,4 +90,83 @@ async fn capacity_50_with_500_concurrent_buyers_sells_exactly_50() {
     let transfers = value("tigerfans_tb_batch_transfers_sum");
     println!("TigerBeetle calls: {calls}, transfers: {transfers}, average batch {:.1}", transfers / calls);
     assert!(transfers > calls, "no batching: {calls} calls for {transfers} transfers");
+    server.assert_audit_passes().await;
+}
+
+/// Issue 6's contention case: capacity 100, 5,000 checkouts at once, each paid, failed, canceled
+/// or abandoned at random. Never more than 100 PAID; once the holds expire, exactly
+/// capacity − PAID is available again, and the audit agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_100_with_5000_concurrent_checkouts_and_random_outcomes() {
+    const CAPACITY: u64 = 100;
+    const CHECKOUTS: usize = 5000;
+    const HOLD_TIMEOUT_S: u32 = 3;
+    let server = Server::start_with_args(config(CAPACITY, 20, HOLD_TIMEOUT_S), &["--max-connections=8192"]).await;
+    let start = Arc::new(tokio::sync::Barrier::new(CHECKOUTS));
+    let mut tasks = Vec::new();
+    for i in 0..CHECKOUTS {
+        let http = server.http.clone();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let (status, checkout) = http.checkout("A", &format!("rush{i}@example.com")).await;
+            match status {
+                StatusCode::OK => {}
+                StatusCode::CONFLICT => return None,
+                other => panic!("checkout answered {other}: {checkout}"),
+            }
+            // A cheap, reproducible "random" outcome per buyer.
+            let kind = match (i.wrapping_mul(2_654_435_761)) % 4 {
+                0 => "succeeded",
+                1 => "failed",
+                2 => "canceled",
+                _ => return Some((checkout, "abandoned")),
+            };
+            let (status, reply) = http.webhook(&event(kind, &checkout, &unique_key("e"))).await;
+            assert_eq!(status, StatusCode::OK, "{reply}");
+            Some((checkout, kind))
+        }));
+    }
+    let mut held = Vec::new();
+    for task in tasks {
+        if let Some(result) = task.await.unwrap() {
+            held.push(result);
+        }
+    }
+    let paid = held.iter().filter(|(_, kind)| *kind == "succeeded").count() as u64;
+    println!("{} of {CHECKOUTS} checkouts held a ticket; {paid} paid", held.len());
+    assert!(held.len() as u64 >= CAPACITY, "the first wave alone takes all {CAPACITY} tickets");
+    assert!(paid <= CAPACITY);
+
+    let http = &server.http;
+    let inventory = http.inventory().await;
+    assert_eq!(inventory["A"]["sold"], paid);
+    assert!(inventory["A"]["sold"].as_u64().unwrap() + inventory["A"]["active_holds"].as_u64().unwrap() <= CAPACITY);
+
+    // The abandoned holds expire: everything not PAID is back.
+    let available = eventually(std::time::Duration::from_secs(30), "holds expire", || async {
+        let inventory = http.inventory().await;
+        (inventory["A"]["active_holds"] == 0).then(|| inventory["A"]["available"].as_u64().unwrap())
+    })
+    .await;
+    assert_eq!(available, CAPACITY - paid);
+    for (checkout, kind) in &held {
+        let order = http.order(checkout["order_id"].as_str().unwrap()).await;
+        let expected = match *kind {
+            "succeeded" => "PAID",
+            "failed" => "FAILED",
+            "canceled" => "CANCELED",
+            _ => "EXPIRED",
+        };
+        if *kind == "abandoned" {
+            // The sweeper marks it within its interval once the hold is due.
+            eventually(std::time::Duration::from_secs(10), "sweeper", || async {
+                (http.order(checkout["order_id"].as_str().unwrap()).await["status"] == expected).then_some(())
+            })
+            .await;
+        } else {
+            assert_eq!(order["status"], expected, "{order}");
+        }
+    }
+    server.assert_audit_passes().await;
 }

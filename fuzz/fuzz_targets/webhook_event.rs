@@ -29,10 +29,10 @@ fn fields(e: &Event) -> (payment::EventType, &str, &str, u64, &str, &str, &str) 
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [mode, secret_len, p0, p1, rest @ ..] = data else {
+    let &[mode, secret_len, p0, p1, ref rest @ ..] = data else {
         return;
     };
-    let secret_len = (*secret_len as usize % 100).min(rest.len());
+    let secret_len = (secret_len as usize % 100).min(rest.len());
     let (secret, rest) = rest.split_at(secret_len);
 
     let (signature, body): (String, &[u8]) = if mode % 4 == 0 {
@@ -49,7 +49,8 @@ fuzz_target!(|data: &[u8]| {
         // One character of the correct signature replaced.
         1 => {
             let mut s = good.clone().into_bytes();
-            s[p0 as usize % s.len()] = p1 & 0x7f;
+            let i = p0 as usize % s.len();
+            s[i] = p1 & 0x7f;
             String::from_utf8(s).unwrap()
         }
         // Characters added around the correct signature, or some cut off its end.

@@ -28,6 +28,17 @@ pub fn tigerbeetle_bin() -> PathBuf {
     bin
 }
 
+/// Tests open thousands of connections; a fresh machine's soft limit may be 1024.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -181,6 +192,7 @@ impl Server {
 
     /// A server with the given arguments (appliance mode when no `--tb-addresses`).
     pub async fn start_with(data_dir: PathBuf, args: Vec<String>) -> Server {
+        raise_fd_limit();
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut server = Server { child: None, base: base.clone(), port, data_dir, args, http: Http::new(&base) };
