@@ -47,6 +47,7 @@ async fn unpaid_checkout_expires_and_a_late_payment_books_immediately() {
     let inventory = http.inventory().await;
     assert_eq!(inventory["A"]["sold"], 1);
     assert_eq!(inventory["A"]["available"], 0);
+    server.assert_audit_passes().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +79,7 @@ async fn late_payment_after_the_ticket_was_resold_is_paid_unfulfilled() {
     // A retried late event gets the same answer (TigerBeetle remembers the failed booking).
     let (_, reply) = http.webhook(&event("succeeded", &first, &unique_key("e"))).await;
     assert_eq!(reply["order_status"], "PAID_UNFULFILLED");
+    server.assert_audit_passes().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,4 +117,5 @@ async fn after_expiry_succeeded_and_failed_racing_leave_one_outcome_and_balanced
     }
     let inventory = http.inventory().await;
     assert_eq!(inventory["A"]["sold"], paid, "TigerBeetle sold exactly the PAID orders");
+    server.assert_audit_passes().await;
 }

@@ -111,6 +111,7 @@ async fn webhook_replays_and_concurrent_deliveries_make_one_order() {
     assert_eq!(order["status"], "PAID");
     assert_eq!(order["ticket_code"], first_code);
     assert_eq!(http.inventory().await["A"]["sold"], 1);
+    server.assert_audit_passes().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,6 +147,7 @@ async fn first_valid_outcome_is_final() {
     let inventory = http.inventory().await;
     assert_eq!(inventory["A"]["sold"], expected_sold);
     assert_eq!(inventory["A"]["active_holds"], 0);
+    server.assert_audit_passes().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,6 +207,7 @@ async fn bad_webhooks_get_4xx_and_change_nothing() {
 
     // And the good event still works afterwards.
     assert_eq!(http.webhook(&good).await.1["order_status"], "PAID");
+    server.assert_audit_passes().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
