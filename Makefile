@@ -1,13 +1,14 @@
 # The two commands of the README:
 #   make run   builds everything and starts the appliance on http://127.0.0.1:8000
-#   make test  runs the whole test suite: cargo tests against a real TigerBeetle replica, then the
+#   make test  runs the whole test suite: cargo tests against a real TigerBeetle replica (and a
+#              three-replica cluster), the disk-trouble script and short fuzz runs, then the
 #              Raspberry Pi bundles (cross-built, checked under qemu and run natively) and the
 #              systemd units and install.sh
 # Both install what they need first (scripts/bootstrap.sh skips what is already there).
 
 CARGO ?= cargo
 
-.PHONY: run test test-cargo test-dist dist bootstrap build bench clean-data
+.PHONY: run test test-cargo test-faults test-dist dist bootstrap build bench clean-data
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -18,11 +19,17 @@ build: bootstrap
 run: build
 	./target/release/tigerfans serve --tigerbeetle-bin tools/bin/tigerbeetle
 
-test: test-cargo test-dist
+test: test-cargo test-faults test-dist
 
 test-cargo: bootstrap
 	./scripts/test-deps.sh
 	$(CARGO) test --locked --all-targets
+
+# Faults a cargo test cannot arrange (a disk filling up or turning read-only needs root), and a
+# short run of every fuzz target (longer runs: fuzz/README.md).
+test-faults: test-cargo
+	./scripts/disk-trouble.sh target/debug/tigerfans
+	./scripts/fuzz.sh 20
 
 # dist/tigerfans-VERSION-{aarch64,x86_64}-linux.tar.gz
 dist: bootstrap

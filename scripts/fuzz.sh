@@ -77,8 +77,10 @@ done
 echo "fuzz: total $(($(date +%s) - start))s (build $((built - start))s)"
 if [ "${#failed[@]}" -gt 0 ]; then
     for target in "${failed[@]}"; do
-        echo "---- $target: end of $logs/$target.log" >&2
-        tail -n 40 "$logs/$target.log" >&2
+        echo "---- $target (full log: $logs/$target.log)" >&2
+        # The panic or sanitizer report, and the saved input.
+        grep -E -A2 "panicked at|^==[0-9]+==ERROR|^SUMMARY:|deadly signal|out-of-memory|timeout" "$logs/$target.log" | head -n 20 >&2 || true
+        grep -E "^[[:space:]]*fuzz/artifacts/" "$logs/$target.log" | sort -u >&2 || true
     done
     echo "fuzz: crashed: ${failed[*]}" >&2
     exit 1

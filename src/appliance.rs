@@ -157,14 +157,27 @@ async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> a
 
 async fn sweep(app: Arc<App>, interval_ms: u64, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(interval_ms));
+    // A failing store fails every sweep: say so once per episode, not four times a second.
+    let mut failing = false;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 match app.sweep_expired(SWEEP_BATCH_MAX).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(expired = n, "expired holds swept"),
-                    Err(e) => tracing::warn!(error = ?e, "expiry sweep failed"),
+                    Ok(n) => {
+                        if failing {
+                            tracing::info!("expiry sweeps work again");
+                            failing = false;
+                        }
+                        if n > 0 {
+                            tracing::debug!(expired = n, "expired holds swept");
+                        }
+                    }
+                    Err(e) if !failing => {
+                        tracing::warn!(error = ?e, "expiry sweep failed (retrying quietly until it works)");
+                        failing = true;
+                    }
+                    Err(_) => {}
                 }
             }
             _ = shutdown.changed() => return,

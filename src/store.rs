@@ -196,9 +196,19 @@ impl std::fmt::Display for StoreError {
 
 type Reply = oneshot::Sender<Result<WriteResult, StoreError>>;
 
+/// The open database, shared by readers and the writer; `None` while the writer reopens it after
+/// a failed commit (redb refuses everything after an I/O error until the file is reopened).
+type SharedDb = Arc<std::sync::RwLock<Option<Arc<Database>>>>;
+
+/// After a failed commit, the writer tries to reopen the store this often; writes in between
+/// fail at once (503), so a full or read-only disk costs no waiting.
+pub const REOPEN_INTERVAL_MS: u64 = 250;
+/// Commits that keep failing right after a reopen (a full disk opens fine) back off up to this.
+pub const REOPEN_INTERVAL_MS_MAX: u64 = 5_000;
+
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: SharedDb,
     queue: mpsc::Sender<(Write, Reply)>,
     /// Bumped after every commit: the admin's live view waits on it.
     commits: tokio::sync::watch::Receiver<u64>,
@@ -216,30 +226,24 @@ impl WriterHandle {
 
 impl Store {
     pub fn open(path: &Path, metrics: Arc<Metrics>) -> anyhow::Result<(Store, WriterHandle)> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .with_context(|| format!("opening store {}", path.display()))?;
-        {
-            let tx = db.begin_write()?;
-            tx.open_table(SESSIONS)?;
-            tx.open_table(ORDERS)?;
-            tx.open_table(EVENTS)?;
-            tx.open_table(EXPIRY)?;
-            tx.open_table(COUNTS)?;
-            tx.open_table(EXPIRED_LOG)?;
-            tx.open_table(BENCH_RESULTS)?;
-            tx.commit()?;
-        }
-        let db = Arc::new(db);
+        let db: SharedDb = Arc::new(std::sync::RwLock::new(Some(Arc::new(open_database(path)?))));
         let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
         let (commits_tx, commits) = tokio::sync::watch::channel(0u64);
-        let writer_db = db.clone();
+        let writer = Writer { db: db.clone(), path: path.to_path_buf(), metrics, commits: commits_tx };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(writer_db, receiver, metrics, commits_tx))
+            .spawn(move || writer.run(receiver))
             .context("spawning the store writer")?;
         Ok((Store { db, queue, commits }, WriterHandle(handle)))
+    }
+
+    /// The open database for a read; an error (503) while the writer reopens it.
+    fn db(&self) -> anyhow::Result<Arc<Database>> {
+        self.db
+            .read()
+            .expect("store lock poisoned")
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("store unavailable: reopening after a disk error"))
     }
 
     /// Queues a write and waits until it is durably committed.
@@ -253,7 +257,7 @@ impl Store {
     }
 
     pub fn session(&self, psid: &str) -> anyhow::Result<Option<Session>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(SESSIONS)?;
         Ok(match table.get(psid)? {
             Some(v) => Some(serde_json::from_slice(v.value()).context("decoding session")?),
@@ -262,7 +266,7 @@ impl Store {
     }
 
     pub fn order(&self, order_id: &str) -> anyhow::Result<Option<Order>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(ORDERS)?;
         Ok(match table.get(order_id)? {
             Some(v) => Some(serde_json::from_slice(v.value()).context("decoding order")?),
@@ -276,7 +280,7 @@ impl Store {
         event_key: &str,
         psid: &str,
     ) -> anyhow::Result<(bool, Option<Session>, Option<Order>)> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         if tx.open_table(EVENTS)?.get(event_key)?.is_some() {
             return Ok((true, None, None));
         }
@@ -295,14 +299,14 @@ impl Store {
     }
 
     pub fn event_seen(&self, event_key: &str) -> anyhow::Result<bool> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(EVENTS)?;
         Ok(table.get(event_key)?.is_some())
     }
 
     /// Open holds whose expiry is at or before `now_ms`, oldest first, at most `limit`.
     pub fn due_expiries(&self, now_ms: u64, limit: usize) -> anyhow::Result<Vec<(u64, String)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(EXPIRY)?;
         let mut due = Vec::new();
         for entry in table.range((0u64, "")..(now_ms.saturating_add(1), ""))?.take(limit) {
@@ -315,7 +319,7 @@ impl Store {
 
     /// How many orders are in each status (kept up to date by every write, O(1) to read).
     pub fn order_counts(&self) -> anyhow::Result<Vec<(OrderStatus, u64)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(COUNTS)?;
         let mut out = Vec::with_capacity(OrderStatus::ALL.len());
         for status in OrderStatus::ALL {
@@ -326,7 +330,7 @@ impl Store {
 
     /// Every order, for audits and tests (a full scan: not for the hot path).
     pub fn orders(&self) -> anyhow::Result<Vec<Order>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(ORDERS)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -338,7 +342,7 @@ impl Store {
 
     /// One consistent snapshot of everything an audit compares with the ledger.
     pub fn audit_snapshot(&self) -> anyhow::Result<AuditSnapshot> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let mut snapshot = AuditSnapshot::default();
         for entry in tx.open_table(ORDERS)?.iter()? {
             let (_, v) = entry?;
@@ -379,7 +383,7 @@ impl Store {
     ) -> anyhow::Result<Vec<Order>> {
         let limit = limit.min(ADMIN_LIST_MAX);
         let query = query.map(str::to_lowercase).filter(|q| !q.is_empty());
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(ORDERS)?;
         let mut out = Vec::new();
         for entry in table.iter()?.rev().take(ADMIN_SCAN_MAX) {
@@ -418,7 +422,7 @@ impl Store {
         index: TableDefinition<(u64, &str), ()>,
         limit: usize,
     ) -> anyhow::Result<Vec<(u64, Order)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let index = tx.open_table(index)?;
         let orders = tx.open_table(ORDERS)?;
         let mut out = Vec::new();
@@ -434,7 +438,7 @@ impl Store {
 
     /// Uploaded benchmark reports, by name.
     pub fn bench_results(&self) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(BENCH_RESULTS)?;
         let mut out = Vec::new();
         for entry in table.iter()?.take(BENCH_RESULTS_MAX) {
@@ -445,39 +449,148 @@ impl Store {
     }
 }
 
-fn writer(
-    db: Arc<Database>,
-    mut receiver: mpsc::Receiver<(Write, Reply)>,
+fn open_database(path: &Path) -> anyhow::Result<Database> {
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .with_context(|| format!("opening store {}", path.display()))?;
+    let tx = db.begin_write()?;
+    tx.open_table(SESSIONS)?;
+    tx.open_table(ORDERS)?;
+    tx.open_table(EVENTS)?;
+    tx.open_table(EXPIRY)?;
+    tx.open_table(COUNTS)?;
+    tx.open_table(EXPIRED_LOG)?;
+    tx.open_table(BENCH_RESULTS)?;
+    tx.commit()?;
+    Ok(db)
+}
+
+struct Writer {
+    db: SharedDb,
+    path: std::path::PathBuf,
     metrics: Arc<Metrics>,
     commits: tokio::sync::watch::Sender<u64>,
-) {
-    let mut group: Vec<(Write, Reply)> = Vec::with_capacity(GROUP_COMMIT_WRITES_MAX);
-    while let Some(first) = receiver.blocking_recv() {
-        group.push(first);
-        while group.len() < GROUP_COMMIT_WRITES_MAX {
-            match receiver.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
-        let started = Instant::now();
-        let results = apply_group(&db, &group);
-        metrics.store_commit_writes.observe(group.len() as u64);
-        metrics.store_commit_us.observe(started.elapsed().as_micros() as u64);
-        match results {
-            Ok(results) => {
-                assert_eq!(results.len(), group.len());
-                commits.send_modify(|n| *n += 1);
-                for ((_, reply), result) in group.drain(..).zip(results) {
-                    let _ = reply.send(Ok(result));
+}
+
+/// Why the store cannot take writes, and what is left of the database that failed.
+struct Broken {
+    why: String,
+    /// The failed database, until every reader has let go of it (then it closes its file).
+    closing: Option<Arc<Database>>,
+    retry_at: Instant,
+}
+
+impl Writer {
+    fn run(self, mut receiver: mpsc::Receiver<(Write, Reply)>) {
+        let mut group: Vec<(Write, Reply)> = Vec::with_capacity(GROUP_COMMIT_WRITES_MAX);
+        let mut broken: Option<Broken> = None;
+        // Failed commits since the last good one: paces reopening and logging.
+        let mut failures: u32 = 0;
+        loop {
+            // Healthy: block for the next write. Broken: poll, so reopening goes on without writes.
+            if broken.is_none() {
+                match receiver.blocking_recv() {
+                    Some(first) => group.push(first),
+                    None => return,
+                }
+            } else {
+                match receiver.try_recv() {
+                    Ok(first) => group.push(first),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(std::time::Duration::from_millis(10)),
                 }
             }
-            Err(e) => {
-                let why = format!("{e:#}");
-                tracing::error!(error = %why, writes = group.len(), "group commit failed");
+            while !group.is_empty() && group.len() < GROUP_COMMIT_WRITES_MAX {
+                match receiver.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            if let Some(state) = broken.take() {
+                broken = self.reopen(state);
+            }
+            if let Some(state) = &broken {
+                let why = format!("store unavailable after a disk error ({})", state.why);
                 for (_, reply) in group.drain(..) {
                     let _ = reply.send(Err(StoreError::Failed(why.clone())));
                 }
+                continue;
+            }
+            if group.is_empty() {
+                continue;
+            }
+            let db = self.db.read().expect("store lock poisoned").clone().expect("open while not broken");
+            let started = Instant::now();
+            let results = apply_group(&db, &group);
+            self.metrics.store_commit_writes.observe(group.len() as u64);
+            self.metrics.store_commit_us.observe(started.elapsed().as_micros() as u64);
+            match results {
+                Ok(results) => {
+                    assert_eq!(results.len(), group.len());
+                    if failures > 0 {
+                        tracing::warn!(failed_commits = failures, "store commits succeed again");
+                        failures = 0;
+                    }
+                    self.commits.send_modify(|n| *n += 1);
+                    for ((_, reply), result) in group.drain(..).zip(results) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::error!(error = %why, writes = group.len(), failures, "group commit failed; reopening the store");
+                    }
+                    for (_, reply) in group.drain(..) {
+                        let _ = reply.send(Err(StoreError::Failed(why.clone())));
+                    }
+                    // redb answers every later transaction with PreviousIo until the file is
+                    // reopened. Readers get 503 meanwhile; nothing acknowledged is affected (a
+                    // failed commit is all-or-nothing, and its writers were told it failed).
+                    let closing = self.db.write().expect("store lock poisoned").take();
+                    drop(db);
+                    let backoff_ms = if failures == 1 {
+                        0
+                    } else {
+                        (REOPEN_INTERVAL_MS << (failures - 2).min(8)).min(REOPEN_INTERVAL_MS_MAX)
+                    };
+                    let retry_at = Instant::now() + std::time::Duration::from_millis(backoff_ms);
+                    broken = Some(Broken { why, closing, retry_at });
+                }
+            }
+        }
+    }
+
+    /// One attempt to reopen the store; `None` when it is open again.
+    fn reopen(&self, mut state: Broken) -> Option<Broken> {
+        if Instant::now() < state.retry_at {
+            return Some(state);
+        }
+        state.retry_at = Instant::now() + std::time::Duration::from_millis(REOPEN_INTERVAL_MS);
+        if let Some(closing) = state.closing.take() {
+            match Arc::try_unwrap(closing) {
+                Ok(db) => drop(db),
+                Err(still_read) => {
+                    state.closing = Some(still_read);
+                    return Some(state);
+                }
+            }
+        }
+        match open_database(&self.path) {
+            Ok(db) => {
+                *self.db.write().expect("store lock poisoned") = Some(Arc::new(db));
+                tracing::info!(after = %state.why, "store reopened");
+                None
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                if why != state.why {
+                    tracing::error!(error = %why, "store still unavailable");
+                }
+                state.why = why;
+                Some(state)
             }
         }
     }

@@ -44,7 +44,9 @@ async fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<String> {
         if let Some(head_end) = text.find("\r\n\r\n") {
             let length: usize = text[..head_end]
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap())
+                })
                 .unwrap_or(0);
             if buf.len() >= head_end + 4 + length {
                 responses.push(String::from_utf8_lossy(&buf[..head_end + 4 + length]).to_string());
@@ -192,7 +194,9 @@ async fn oversized_and_malformed_requests_get_clear_errors() {
 
     // Invalid UTF-8, deeply nested JSON, a JSON bomb of nesting in the email: 400 with a detail.
     let deep = format!(r#"{{"cls":"A","customer_email":{}1{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
-    for body in [b"{\"cls\":\"A\",\"customer_email\":\"\xff\xfe@x.io\"}".to_vec(), deep.into_bytes(), b"\x00\x01\x02".to_vec()] {
+    for body in
+        [b"{\"cls\":\"A\",\"customer_email\":\"\xff\xfe@x.io\"}".to_vec(), deep.into_bytes(), b"\x00\x01\x02".to_vec()]
+    {
         let mut stream = connect(&server).await;
         stream.write_all(&checkout_request(&body, "")).await.unwrap();
         let response = &read_responses(&mut stream, 1).await[0];
@@ -237,9 +241,11 @@ async fn pipelined_and_http_1_0_clients_are_served() {
     // An HTTP/1.0 checkout with a body works too.
     let mut stream = connect(&server).await;
     let body = br#"{"cls":"A","customer_email":"old@example.com"}"#;
-    let mut request =
-        format!("POST /api/checkout HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len())
-            .into_bytes();
+    let mut request = format!(
+        "POST /api/checkout HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     request.extend_from_slice(body);
     stream.write_all(&request).await.unwrap();
     let response = read_to_close(&mut stream, Duration::from_secs(5)).await;
