@@ -72,6 +72,9 @@ struct BenchArgs {
     /// Threads of the generator (default: 1, so it leaves the cores to the server).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Aim at this many operations per second (paced; latency counts from when each was due).
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// Offline (a stopped server's `--data-dir`) or live (`--base`, as the admin).
@@ -178,6 +181,7 @@ fn main() -> anyhow::Result<()> {
             secret: args.secret,
             cls: args.cls,
             threads: args.threads,
+            rate: args.rate,
         }),
         None => serve(cli.serve),
     }

@@ -50,6 +50,8 @@ pub struct BenchOptions {
     pub cls: String,
     /// Threads of the generator's own runtime.
     pub threads: usize,
+    /// Operations per second to aim at (paced, open loop); `None`: as fast as the server goes.
+    pub rate: Option<f64>,
 }
 
 /// Bounds that keep a typo from starting a runaway load.
@@ -128,6 +130,7 @@ struct PhaseInput {
     kind: Phase,
     total: u64,
     deadline: Option<Instant>,
+    started: Instant,
     next: AtomicU64,
     done_ok: AtomicU64,
     done_err: AtomicU64,
@@ -143,6 +146,9 @@ pub fn run(options: BenchOptions) -> anyhow::Result<()> {
     }
     if !(1..=TOTAL_MAX).contains(&options.total) {
         bail!("--total must be between 1 and {TOTAL_MAX}");
+    }
+    if options.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of operations per second");
     }
     if !(0.0..=1.0).contains(&options.succeed_rate) {
         bail!("--succeed-rate must be between 0 and 1");
@@ -210,6 +216,7 @@ async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
             kind,
             total,
             deadline: options.duration_s.map(|s| Instant::now() + Duration::from_secs_f64(s)),
+            started: Instant::now(),
             next: AtomicU64::new(0),
             done_ok: AtomicU64::new(0),
             done_err: AtomicU64::new(0),
@@ -364,7 +371,19 @@ async fn worker(input: Arc<PhaseInput>, mut connection: Connection) -> WorkerOut
         if index >= input.total || input.deadline.is_some_and(|d| Instant::now() >= d) {
             return out;
         }
-        let started = Instant::now();
+        // Paced: operation `index` is due at index / rate. Its latency counts from when it was
+        // due, so a server that falls behind shows it (no coordinated omission).
+        let started = match input.options.rate {
+            Some(rate) => {
+                let due = input.started + Duration::from_secs_f64(index as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                if input.deadline.is_some_and(|d| Instant::now() >= d) {
+                    return out;
+                }
+                due
+            }
+            None => Instant::now(),
+        };
         let result = match input.kind {
             Phase::Checkout => checkout(&mut connection, &input, index).await.map(|c| out.checkouts.push(c)),
             Phase::Webhook => webhook(&mut connection, &input, index).await,

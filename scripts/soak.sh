@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Soak: mixed load (the bench's flow phase: checkout, pay or fail at MockPay, poll the order)
+# at a steady rate for MINUTES minutes against a fresh appliance, printing per minute: operations,
+# errors, p50/p99 latency, tigerfans RSS and the replica's RSS. RSS must stay flat. Ends with an
+# audit of the running server.
+#
+# Usage: scripts/soak.sh [MINUTES (10)] [RATE ops/s (5000: about half the flow maximum measured here)]
+# Needs the release build (make build). Prints a Markdown table for the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+minutes=${1:-10}
+rate=${2:-5000}
+bin=target/release/tigerfans
+[ -x "$bin" ] || { echo "soak: $bin missing (make build)" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/tigerfans-soak.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+"$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --tigerbeetle-bin tools/bin/tigerbeetle \
+    2>"$work/tigerfans.log" &
+server=$!
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 600); do
+    curl -fsS "$base/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+replica=$(pgrep -P "$server" tigerbeetle)
+rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+echo "soak: $minutes min of flow at $rate/s against $base (tigerfans pid $server, replica pid $replica)"
+echo
+echo "| minute | orders | errors | ops/s | p50 ms | p99 ms | tigerfans RSS MiB | replica RSS MiB |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+total_errors=0
+for minute in $(seq 1 "$minutes"); do
+    "$bin" bench --base "$base" --phase flow --rate "$rate" --duration 60 --total 100000000 \
+        --concurrency 256 --json "$work/minute.json" >"$work/bench.out" 2>&1
+    row=$(python3 - "$work/minute.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+phase = next(p for p in report["phases"] if p["phase"] == "flow")
+errors = sum(phase["errors"].values()) if isinstance(phase["errors"], dict) else phase["errors"]
+print(phase["ok"], errors, round(phase["throughput"]), round(phase["p50_ms"], 1), round(phase["p99_ms"], 1))
+PY
+)
+    read -r ok errors throughput p50 p99 <<<"$row"
+    total_errors=$((total_errors + errors))
+    echo "| $minute | $ok | $errors | $throughput | $p50 | $p99 | $(rss_mib "$server") | $(rss_mib "$replica") |"
+done
+echo
+password_file="$work/data/admin-password"
+if "$bin" audit --base "$base" --password-file "$password_file" >"$work/audit" 2>&1; then
+    echo "audit after the soak: passed"
+else
+    echo "audit after the soak: FAILED"
+    cat "$work/audit"
+    exit 1
+fi
+echo "errors in total: $total_errors"
