@@ -31,13 +31,17 @@ use crate::store::{AuditSnapshot, OrderStatus, Store};
 
 /// Transfers fetched per `get_account_transfers` request (TigerBeetle's maximum reply).
 pub const SCAN_PAGE_MAX: u32 = 8189;
-/// Transfers scanned per resource at most; a larger ledger is refused rather than half-checked.
-pub const SCAN_TRANSFERS_MAX: usize = 50_000_000;
+/// Transfers scanned per resource at most (128 bytes each in memory while the audit runs); a
+/// larger ledger is refused rather than half-checked.
+pub const SCAN_TRANSFERS_MAX: usize = 10_000_000;
 /// A finding lists at most this many ids (the count is always complete).
 pub const FINDING_IDS_MAX: usize = 20;
 /// On a running server, ledger changes this recent may belong to requests still in flight
 /// (between their TigerBeetle answer and their store commit): they are notes, not mismatches.
 pub const IN_FLIGHT_WINDOW_MS: u64 = 30_000;
+/// Whether a hold is live is judged by this machine's clock against the cluster's timestamps:
+/// a hold this close to its expiry is not reported as "still live" for a final order.
+pub const CLOCK_GRACE_MS: u64 = 2_000;
 
 /// One resource's side of the ledger: its two balances and every transfer crediting Spent.
 pub struct ResourceLedger {
@@ -131,6 +135,7 @@ struct Hold {
     order: u128,
     code: u16,
     state: HoldState,
+    expires_ns: u64,
     /// When it was posted or voided, or placed if neither.
     changed_ns: u64,
 }
@@ -151,7 +156,9 @@ fn hex(id: u128) -> String {
 /// balances are then read before the scan, so only their lower bounds are exact).
 pub fn reconcile(resources: &[ResourceLedger], store: &AuditSnapshot, now_ms: u64, live: bool) -> Report {
     let now_ns = now_ms * 1_000_000;
-    let in_flight_after_ns = if live { now_ns.saturating_sub(IN_FLIGHT_WINDOW_MS * 1_000_000) } else { u64::MAX };
+    // Requests that were between TigerBeetle and the store when the snapshot was taken.
+    let in_flight_after_ns =
+        if live { store.taken_at_ms.saturating_sub(IN_FLIGHT_WINDOW_MS) * 1_000_000 } else { u64::MAX };
     let mut mismatches = Findings::default();
     let mut notes = Findings::default();
 
@@ -173,13 +180,21 @@ pub fn reconcile(resources: &[ResourceLedger], store: &AuditSnapshot, now_ms: u6
     let sessions: HashMap<&str, &crate::store::Session> = store.sessions.iter().map(|s| (s.psid.as_str(), s)).collect();
     let orders_by_id: HashMap<&str, &crate::store::Order> =
         store.orders.iter().map(|o| (o.order_id.as_str(), o)).collect();
-    let expiry: HashSet<&str> = store.expiry.iter().map(String::as_str).collect();
+    let mut expiry: HashMap<&str, usize> = HashMap::new();
+    for order_id in &store.expiry {
+        *expiry.entry(order_id.as_str()).or_default() += 1;
+    }
+    let class_ids: HashSet<&str> = resources.iter().filter_map(|r| r.class_id.as_deref()).collect();
     for order in &store.orders {
         match sessions.get(order.psid.as_str()) {
             Some(s) if s.order_id == order.order_id => {}
             _ => mismatches.add("order_without_session", "an order has no payment session", &order.order_id),
         }
-        if (order.status == OrderStatus::Pending) != expiry.contains(order.order_id.as_str()) {
+        if !class_ids.contains(order.cls.as_str()) {
+            mismatches.add("unknown_class", "an order of a class the configuration does not have", &order.order_id);
+        }
+        let indexed = expiry.get(order.order_id.as_str()).copied().unwrap_or(0);
+        if indexed != usize::from(order.status == OrderStatus::Pending) {
             mismatches.add(
                 "expiry_index",
                 "PENDING orders and the expiry index disagree (the order would never expire, or twice)",
@@ -287,11 +302,12 @@ fn reconcile_resource(
     let (mut held_bench, mut sold_bench, mut unresolved) = (0u64, 0u64, 0u64);
     for t in pending {
         let placed_ns = ns(t.timestamp());
+        let expires_ns = placed_ns + u64::from(t.timeout()) * 1_000_000_000;
         let (state, changed_ns) = if let Some(at) = posted_at.get(&t.id()) {
             (HoldState::Posted, *at)
         } else if let Some(at) = voided_at.get(&t.id()) {
             (HoldState::Voided, *at)
-        } else if placed_ns + u64::from(t.timeout()) * 1_000_000_000 > now_ns {
+        } else if expires_ns > now_ns {
             unresolved += 1;
             (HoldState::Live, placed_ns)
         } else {
@@ -307,7 +323,7 @@ fn reconcile_resource(
         } else if t.code() != code::HOLD {
             mismatches.add("unknown_transfer", "a pending transfer with a code tigerfans does not use", hex(t.id()));
         }
-        holds.insert(t.id(), Hold { order: t.user_data_128(), code: t.code(), state, changed_ns });
+        holds.insert(t.id(), Hold { order: t.user_data_128(), code: t.code(), state, expires_ns, changed_ns });
     }
     if !live && held_ledger > unresolved {
         mismatches.add(
@@ -395,18 +411,22 @@ fn reconcile_resource(
                 }
                 match (order.status, hold.state) {
                     (OrderStatus::Pending, HoldState::Live) => held_orders += 1,
-                    (OrderStatus::Pending, HoldState::Voided) if !is_goodies => {
+                    (status, HoldState::Voided) if status.is_open() && !is_goodies => {
                         if hold.changed_ns >= in_flight_after_ns {
                             notes.add("in_flight", "a payment being recorded right now", id.clone());
                         } else {
                             mismatches.add(
                                 "unrecorded_void",
-                                "hold voided in the ledger, order still PENDING: an unacknowledged webhook",
+                                "hold voided in the ledger, order still open: an unacknowledged webhook",
                                 id.clone(),
                             );
                         }
                     }
-                    (status, HoldState::Live) if !status.is_open() && !is_goodies => {
+                    (status, HoldState::Live)
+                        if !status.is_open()
+                            && !is_goodies
+                            && hold.expires_ns > now_ns + CLOCK_GRACE_MS * 1_000_000 =>
+                    {
                         mismatches.add("final_order_still_held", "a final order's hold is still live", id.clone())
                     }
                     _ => {}
@@ -415,10 +435,17 @@ fn reconcile_resource(
         }
     }
 
-    // Ledger activity for orders the store does not have.
+    // Ledger activity for orders the store does not have. Order ids begin with their creation
+    // time in ms (`flow::new_id`): on a running server, orders created since shortly before the
+    // snapshot may simply not be in it yet.
+    let in_flight = |num: u128| ((num >> 80) as u64).saturating_mul(1_000_000) >= in_flight_after_ns;
     let mut held_unacknowledged = 0u64;
     for (num, hold) in &holds_by_order {
         if seen_orders.contains(num) {
+            continue;
+        }
+        if in_flight(*num) && hold.state != HoldState::Live {
+            notes.add("in_flight", "an order created after the store snapshot", hex(*num));
             continue;
         }
         match hold.state {
@@ -437,7 +464,7 @@ fn reconcile_resource(
         }
     }
     for num in booked.keys() {
-        if !seen_orders.contains(num) {
+        if !seen_orders.contains(num) && !in_flight(*num) {
             mismatches.add("sold_without_order", "a unit sold for an order the store does not have", hex(*num));
         }
     }
@@ -471,27 +498,29 @@ fn reconcile_resource(
 async fn scan(ledger: &Ledger, account_id: u128) -> anyhow::Result<Vec<tb::Transfer>> {
     let mut out = Vec::new();
     let mut timestamp_min = 0u64;
+    // Up to now (plus clock slack), so a busy server's newest transfers are not chased forever.
+    let timestamp_max = ns(SystemTime::now()) + 5_000_000_000;
     loop {
         let mut filter =
             tb::account::Filter::new(account_id, SCAN_PAGE_MAX).with_flags(tb::account::FilterFlags::CREDITS);
         filter.as_raw_mut().timestamp_min = timestamp_min;
+        filter.as_raw_mut().timestamp_max = timestamp_max;
         let page = ledger.get_account_transfers(filter).await?;
-        let full = page.len() == SCAN_PAGE_MAX as usize;
-        if let Some(last) = page.last() {
-            timestamp_min = ns(last.timestamp()) + 1;
-        }
+        // A cluster may answer with pages shorter than asked for: only an empty page ends it.
+        let Some(last) = page.last() else { return Ok(out) };
+        timestamp_min = ns(last.timestamp()) + 1;
         out.extend(page);
         if out.len() > SCAN_TRANSFERS_MAX {
-            anyhow::bail!("more than {SCAN_TRANSFERS_MAX} transfers on account {account_id:x}: too large to audit");
+            bail!("more than {SCAN_TRANSFERS_MAX} transfers on account {account_id:x}: too large to audit");
         }
-        if !full {
+        if timestamp_min > timestamp_max {
             return Ok(out);
         }
     }
 }
 
 /// Reads the store, then the ledger (in that order: the ledger can then only be ahead), and
-/// reconciles them.
+/// reconciles them. `timeout` bounds all of TigerBeetle's reads together.
 pub async fn run(
     config: &Config,
     ledger: &Ledger,
@@ -507,11 +536,11 @@ pub async fn run(
         .map(|c| (format!("class {}", c.id), Some(c.id.clone()), Resource::class(&c.id), c.capacity))
         .collect();
     resources.push(("goodies".to_string(), None, Resource::GOODIES, config.goodie_limit));
-    let mut ledgers = Vec::with_capacity(resources.len());
-    for (name, class_id, resource, capacity) in resources {
-        let budget_id = accounting::account_id(config.ledger, resource, AccountKind::Budget);
-        let spent_id = accounting::account_id(config.ledger, resource, AccountKind::Spent);
-        let collect = async {
+    let collect = async {
+        let mut ledgers = Vec::with_capacity(resources.len());
+        for (name, class_id, resource, capacity) in resources {
+            let budget_id = accounting::account_id(config.ledger, resource, AccountKind::Budget);
+            let spent_id = accounting::account_id(config.ledger, resource, AccountKind::Spent);
             // Balances first, then the scan: the scan then includes everything they reflect.
             let accounts = ledger.lookup_accounts(vec![budget_id, spent_id]).await?;
             let find = |id: u128| {
@@ -523,11 +552,11 @@ pub async fn run(
             };
             let (budget, spent) = (find(budget_id)?, find(spent_id)?);
             let transfers = scan(ledger, spent_id).await?;
-            anyhow::Ok((budget, spent, transfers))
-        };
-        let (budget, spent, transfers) = crate::ledger::within(timeout, "the audit's reads", collect).await?;
-        ledgers.push(ResourceLedger { name, class_id, capacity, budget, spent, transfers });
-    }
+            ledgers.push(ResourceLedger { name, class_id, capacity, budget, spent, transfers });
+        }
+        anyhow::Ok(ledgers)
+    };
+    let ledgers = crate::ledger::within(timeout, "the audit's reads", collect).await?;
     let now_ms = crate::flow::now_ms();
     Ok(tokio::task::spawn_blocking(move || reconcile(&ledgers, &snapshot, now_ms, live)).await?)
 }
@@ -549,6 +578,9 @@ pub async fn offline(options: OfflineOptions) -> anyhow::Result<Report> {
     if !store_file.is_file() {
         bail!("no store at {} (is --data-dir right?)", store_file.display());
     }
+    // The store first: if tigerfans still runs on this data dir, this is where it shows.
+    let (store, writer) = Store::open(&store_file, Default::default())
+        .with_context(|| "opening the store (is tigerfans still running on this data dir?)")?;
     let (supervisor, addresses) = match &options.tb_addresses {
         Some(addresses) => (None, addresses.clone()),
         None => {
@@ -568,8 +600,6 @@ pub async fn offline(options: OfflineOptions) -> anyhow::Result<Report> {
         }
     };
     let result = async {
-        let (store, writer) = Store::open(&store_file, Default::default())
-            .with_context(|| "opening the store (is tigerfans still running on this data dir?)")?;
         let ledger = Ledger::connect(options.tb_cluster, &addresses)?;
         let report = run(&options.config, &ledger, &store, false, options.timeout).await;
         drop(store);
@@ -713,6 +743,7 @@ mod tests {
             paid_at_ms: None,
             ticket_code: None,
             got_goodie: false,
+            event_keys: Vec::new(),
         };
         let session = Session {
             psid,

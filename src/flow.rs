@@ -257,6 +257,7 @@ impl App {
             paid_at_ms: None,
             ticket_code: None,
             got_goodie: false,
+            event_keys: Vec::new(),
         };
         self.store.write(Write::checkout(&session, &order)).await?;
         self.metrics.stage(stage::CHECKOUT_STORE, &mut clock);
@@ -273,11 +274,7 @@ impl App {
         self.metrics.payment_events.add(1);
         // One event per order at a time, from the read of its state to the write of its outcome.
         let _order_lock = self.payment_locks.stripe(&event.payment_session_id).lock().await;
-        let (seen, session, order) =
-            store_read(self.store.payment_context(&event.idempotency_key, &event.payment_session_id))?;
-        if seen {
-            return Ok(PaymentOk::Replay);
-        }
+        let (session, order) = store_read(self.store.payment_context(&event.payment_session_id))?;
         let session = session.ok_or_else(|| FlowError::NotFound("unknown payment session".into()))?;
         if session.order_id != event.order_id {
             return Err(FlowError::BadRequest("order_id does not match the payment session".into()));
@@ -286,6 +283,9 @@ impl App {
             return Err(FlowError::BadRequest("amount or currency does not match the payment session".into()));
         }
         let order = order.ok_or_else(|| FlowError::NotFound("unknown order".into()))?;
+        if order.event_keys.iter().any(|k| *k == event.idempotency_key) {
+            return Ok(PaymentOk::Replay);
+        }
 
         self.metrics.stage(stage::WEBHOOK_VERIFY_READ, &mut clock);
         let outcome = if order.status.is_open() { self.settle(&session, event.kind).await? } else { None };

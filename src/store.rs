@@ -1,4 +1,5 @@
-//! The redb store: payment sessions (hot), orders (cold) and processed webhook event ids.
+//! The redb store: payment sessions (hot) and orders (cold), each order with the ids of the
+//! webhook events it has seen.
 //!
 //! One writer thread *group-commits*: it takes every write waiting in its queue, applies them in
 //! one transaction, commits durably (fsync) once, and only then answers each waiter. So a 200 on a
@@ -21,8 +22,6 @@ use crate::metrics::Metrics;
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// order id → Order (JSON).
 const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
-/// webhook idempotency key → order id.
-const EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
 /// (expires_at_ms, order id) → (): open holds by expiry, for the sweeper.
 const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 /// order status → number of orders in it, kept in the same transactions as the orders.
@@ -117,11 +116,23 @@ pub struct Order {
     pub paid_at_ms: Option<u64>,
     pub ticket_code: Option<String>,
     pub got_goodie: bool,
+    /// Idempotency keys of the payment events recorded for this order, oldest first, at most
+    /// `ORDER_EVENT_KEYS_MAX`. Kept in the order rather than in a table of their own: a webhook
+    /// then rewrites one record (the keys are random, so a table of them scattered every group
+    /// commit over the whole B-tree), and a storm for one order cannot grow the store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_keys: Vec<String>,
 }
+
+/// Event ids an order remembers. Beyond this the oldest is forgotten: a very late replay of it
+/// finds the order final and changes nothing anyway (answered with the order's status).
+pub const ORDER_EVENT_KEYS_MAX: usize = 16;
 
 /// The store's side of an audit, read in one transaction.
 #[derive(Debug, Default)]
 pub struct AuditSnapshot {
+    /// When the snapshot was taken (Unix ms).
+    pub taken_at_ms: u64,
     pub orders: Vec<Order>,
     pub sessions: Vec<Session>,
     /// Order ids in the expiry index.
@@ -274,16 +285,10 @@ impl Store {
         })
     }
 
-    /// What a webhook needs, from one snapshot: was the event seen, the session, its order.
-    pub fn payment_context(
-        &self,
-        event_key: &str,
-        psid: &str,
-    ) -> anyhow::Result<(bool, Option<Session>, Option<Order>)> {
+    /// What a webhook needs, from one snapshot: the session and its order (with the event ids
+    /// the order has seen).
+    pub fn payment_context(&self, psid: &str) -> anyhow::Result<(Option<Session>, Option<Order>)> {
         let tx = self.db()?.begin_read()?;
-        if tx.open_table(EVENTS)?.get(event_key)?.is_some() {
-            return Ok((true, None, None));
-        }
         let session: Option<Session> = match tx.open_table(SESSIONS)?.get(psid)? {
             Some(v) => Some(serde_json::from_slice(v.value()).context("decoding session")?),
             None => None,
@@ -295,13 +300,7 @@ impl Store {
             },
             None => None,
         };
-        Ok((false, session, order))
-    }
-
-    pub fn event_seen(&self, event_key: &str) -> anyhow::Result<bool> {
-        let tx = self.db()?.begin_read()?;
-        let table = tx.open_table(EVENTS)?;
-        Ok(table.get(event_key)?.is_some())
+        Ok((session, order))
     }
 
     /// Open holds whose expiry is at or before `now_ms`, oldest first, at most `limit`.
@@ -342,8 +341,9 @@ impl Store {
 
     /// One consistent snapshot of everything an audit compares with the ledger.
     pub fn audit_snapshot(&self) -> anyhow::Result<AuditSnapshot> {
+        let taken_at_ms = crate::flow::now_ms();
         let tx = self.db()?.begin_read()?;
-        let mut snapshot = AuditSnapshot::default();
+        let mut snapshot = AuditSnapshot { taken_at_ms, ..AuditSnapshot::default() };
         for entry in tx.open_table(ORDERS)?.iter()? {
             let (_, v) = entry?;
             snapshot.orders.push(serde_json::from_slice(v.value()).context("decoding order")?);
@@ -449,6 +449,21 @@ impl Store {
     }
 }
 
+/// Whether a failed group commit failed in redb (I/O, a full disk, a poisoned database): then
+/// the database must be reopened.
+fn is_redb_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<redb::StorageError>()
+            || cause.is::<redb::CommitError>()
+            || cause.is::<redb::TransactionError>()
+            || cause.is::<redb::TableError>()
+            || cause.is::<redb::Error>()
+    })
+}
+
+/// Webhook event ids had a table of their own before they moved into the orders.
+const LEGACY_EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
+
 fn open_database(path: &Path) -> anyhow::Result<Database> {
     let db = Database::builder()
         .set_cache_size(CACHE_BYTES)
@@ -457,11 +472,11 @@ fn open_database(path: &Path) -> anyhow::Result<Database> {
     let tx = db.begin_write()?;
     tx.open_table(SESSIONS)?;
     tx.open_table(ORDERS)?;
-    tx.open_table(EVENTS)?;
     tx.open_table(EXPIRY)?;
     tx.open_table(COUNTS)?;
     tx.open_table(EXPIRED_LOG)?;
     tx.open_table(BENCH_RESULTS)?;
+    tx.delete_table(LEGACY_EVENTS)?;
     tx.commit()?;
     Ok(db)
 }
@@ -537,6 +552,15 @@ impl Writer {
                         let _ = reply.send(Ok(result));
                     }
                 }
+                Err(e) if !is_redb_error(&e) => {
+                    // Not the storage (a record that does not decode: a bug): fail these writes,
+                    // keep the database.
+                    let why = format!("{e:#}");
+                    tracing::error!(error = %why, writes = group.len(), "group commit failed");
+                    for (_, reply) in group.drain(..) {
+                        let _ = reply.send(Err(StoreError::Failed(why.clone())));
+                    }
+                }
                 Err(e) => {
                     let why = format!("{e:#}");
                     failures += 1;
@@ -604,7 +628,6 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
     {
         let mut sessions = tx.open_table(SESSIONS)?;
         let mut orders = tx.open_table(ORDERS)?;
-        let mut events = tx.open_table(EVENTS)?;
         let mut expiry = tx.open_table(EXPIRY)?;
         let mut expired_log = tx.open_table(EXPIRED_LOG)?;
         let mut bench_results = tx.open_table(BENCH_RESULTS)?;
@@ -618,29 +641,28 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                     WriteResult::Done
                 }
                 Write::Payment { order_id, expires_at_ms, event_key, outcome } => {
-                    if events.get(event_key.as_str())?.is_some() {
-                        WriteResult::Replay
-                    } else {
-                        let current: Option<Order> = match orders.get(order_id.as_str())? {
-                            Some(v) => Some(serde_json::from_slice(v.value())?),
-                            None => None,
-                        };
-                        match current {
-                            None => WriteResult::NotFound,
-                            Some(mut order) => {
-                                if let Some(outcome) = outcome.as_ref().filter(|_| order.status.is_open()) {
-                                    deltas[order.status.index()] -= 1;
-                                    deltas[outcome.status.index()] += 1;
-                                    order.status = outcome.status;
-                                    order.paid_at_ms = outcome.paid_at_ms;
-                                    order.ticket_code = outcome.ticket_code.clone();
-                                    order.got_goodie = outcome.got_goodie;
-                                    orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
-                                    expiry.remove((*expires_at_ms, order_id.as_str()))?;
-                                }
-                                events.insert(event_key.as_str(), order_id.as_str())?;
-                                WriteResult::Order(order.status)
+                    let current: Option<Order> = match orders.get(order_id.as_str())? {
+                        Some(v) => Some(serde_json::from_slice(v.value())?),
+                        None => None,
+                    };
+                    match current {
+                        None => WriteResult::NotFound,
+                        Some(order) if order.event_keys.iter().any(|k| k == event_key) => WriteResult::Replay,
+                        Some(mut order) => {
+                            if let Some(outcome) = outcome.as_ref().filter(|_| order.status.is_open()) {
+                                deltas[order.status.index()] -= 1;
+                                deltas[outcome.status.index()] += 1;
+                                order.status = outcome.status;
+                                order.paid_at_ms = outcome.paid_at_ms;
+                                order.ticket_code = outcome.ticket_code.clone();
+                                order.got_goodie = outcome.got_goodie;
+                                expiry.remove((*expires_at_ms, order_id.as_str()))?;
                             }
+                            let excess = (order.event_keys.len() + 1).saturating_sub(ORDER_EVENT_KEYS_MAX);
+                            order.event_keys.drain(..excess);
+                            order.event_keys.push(event_key.clone());
+                            orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
+                            WriteResult::Order(order.status)
                         }
                     }
                 }
@@ -685,4 +707,91 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
     }
     tx.commit()?;
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("tigerfans-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn order_and_session(n: u32) -> (Session, Order) {
+        let (psid, order_id) = (format!("ps_{n:04}"), format!("{n:032x}"));
+        let session = Session {
+            psid: psid.clone(),
+            order_id: order_id.clone(),
+            cls: "A".into(),
+            email: "a@b.co".into(),
+            amount: 1,
+            currency: "EUR".into(),
+            ticket_hold_id: 1,
+            goodie_hold_id: None,
+            created_at_ms: 1,
+            expires_at_ms: 1000,
+        };
+        let order = Order {
+            order_id,
+            psid,
+            status: OrderStatus::Pending,
+            cls: "A".into(),
+            qty: 1,
+            amount: 1,
+            currency: "EUR".into(),
+            email: "a@b.co".into(),
+            created_at_ms: 1,
+            paid_at_ms: None,
+            ticket_code: None,
+            got_goodie: false,
+            event_keys: Vec::new(),
+        };
+        (session, order)
+    }
+
+    fn payment(order_id: &str, key: &str, status: OrderStatus) -> Write {
+        Write::Payment {
+            order_id: order_id.into(),
+            expires_at_ms: 1000,
+            event_key: key.into(),
+            outcome: Some(Outcome { status, paid_at_ms: None, ticket_code: None, got_goodie: false }),
+        }
+    }
+
+    #[tokio::test]
+    async fn first_outcome_wins_replays_are_recognised_and_event_ids_stay_bounded() {
+        let dir = scratch("events");
+        let (store, writer) = Store::open(&dir.join("s.redb"), Default::default()).unwrap();
+        let (session, order) = order_and_session(7);
+        let id = order.order_id.clone();
+        assert_eq!(store.write(Write::checkout(&session, &order)).await, Ok(WriteResult::Done));
+        assert_eq!(store.write(payment(&id, "e0", OrderStatus::Paid)).await, Ok(WriteResult::Order(OrderStatus::Paid)));
+        assert_eq!(store.write(payment(&id, "e0", OrderStatus::Paid)).await, Ok(WriteResult::Replay));
+        // A later contradicting event is recorded but changes nothing.
+        assert_eq!(
+            store.write(payment(&id, "e1", OrderStatus::Failed)).await,
+            Ok(WriteResult::Order(OrderStatus::Paid))
+        );
+        for i in 2..40 {
+            store.write(payment(&id, &format!("e{i}"), OrderStatus::Failed)).await.unwrap();
+        }
+        let stored = store.order(&id).unwrap().unwrap();
+        assert_eq!(stored.status, OrderStatus::Paid);
+        assert_eq!(stored.event_keys.len(), ORDER_EVENT_KEYS_MAX, "a storm cannot grow an order without bound");
+        assert_eq!(stored.event_keys.last().unwrap(), "e39");
+        assert_eq!(store.write(payment(&id, "e39", OrderStatus::Failed)).await, Ok(WriteResult::Replay));
+        // The expiry index and the counts followed the one real change.
+        let snapshot = store.audit_snapshot().unwrap();
+        assert!(snapshot.expiry.is_empty());
+        assert!(
+            snapshot.counts.contains(&(OrderStatus::Paid, 1)) && snapshot.counts.contains(&(OrderStatus::Pending, 0))
+        );
+        assert_eq!(store.write(payment("nope", "e", OrderStatus::Paid)).await, Ok(WriteResult::NotFound));
+        drop(store);
+        writer.join();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

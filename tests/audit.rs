@@ -94,3 +94,20 @@ async fn audit_refuses_a_data_dir_without_a_store() {
     assert!(stderr.contains("no store at"), "{stderr}");
     assert!(!dir.join("tigerfans.redb").exists(), "an audit must not create a store");
 }
+
+/// On a running server under load, requests between TigerBeetle and the store are in flight,
+/// not mismatches: the live audit passes while checkouts and payments keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_audit_under_load_passes() {
+    use common::load::{verify_nothing_lost, Load};
+    let server = Server::start(config(1_000_000, 50, 300)).await;
+    let load = Load::start(&server.http, 16, SECRET);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    for _ in 0..3 {
+        let (ok, report) = server.audit().await;
+        assert!(ok, "live audit under load failed:\n{}", serde_json::to_string_pretty(&report).unwrap());
+    }
+    let record = load.stop().await;
+    assert!(record.checkouts.len() > 100, "load too light: {}", record.checkouts.len());
+    verify_nothing_lost(&server, &record, SECRET).await;
+}
