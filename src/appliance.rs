@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub http: HttpLimits,
     /// How often expired holds are looked for.
     pub sweep_interval_ms: u64,
+    /// redb's page cache.
+    pub store_cache_bytes: usize,
 }
 
 /// Orders expired per sweep at most; the next sweep takes the rest.
@@ -101,7 +103,8 @@ async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> a
         .context("setting up the event's accounts")?;
 
     // 2. The store and its group-commit writer.
-    let (store, writer) = Store::open(&options.data_dir.join("tigerfans.redb"), metrics.clone())?;
+    let (store, writer) =
+        Store::open_with_cache(&options.data_dir.join("tigerfans.redb"), metrics.clone(), options.store_cache_bytes)?;
 
     // 3. The batcher, the app, the sweeper.
     let mut lanes = vec![ledger.clone()];

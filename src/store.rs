@@ -40,9 +40,11 @@ pub const BENCH_RESULTS_MAX: usize = 100;
 pub const WRITE_QUEUE_MAX: usize = 65_536;
 /// Writes applied in one transaction at most.
 pub const GROUP_COMMIT_WRITES_MAX: usize = 8_192;
-/// redb's page cache. Its default (1 GiB) is larger than a small Pi can spare; hot sessions and
-/// recent orders fit in far less, and the OS page cache still holds the rest of the file.
+/// redb's page cache (default of `--store-cache-mib`). redb's own default (1 GiB) is larger than
+/// a small Pi can spare; hot sessions and recent orders fit in far less, and the OS page cache
+/// still holds the rest of the file.
 pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+pub const CACHE_BYTES_MIN: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -237,10 +239,20 @@ impl WriterHandle {
 
 impl Store {
     pub fn open(path: &Path, metrics: Arc<Metrics>) -> anyhow::Result<(Store, WriterHandle)> {
-        let db: SharedDb = Arc::new(std::sync::RwLock::new(Some(Arc::new(open_database(path)?))));
+        Store::open_with_cache(path, metrics, CACHE_BYTES)
+    }
+
+    /// `cache_bytes`: redb's page cache (`--store-cache-mib`).
+    pub fn open_with_cache(
+        path: &Path,
+        metrics: Arc<Metrics>,
+        cache_bytes: usize,
+    ) -> anyhow::Result<(Store, WriterHandle)> {
+        assert!(cache_bytes >= CACHE_BYTES_MIN);
+        let db: SharedDb = Arc::new(std::sync::RwLock::new(Some(Arc::new(open_database(path, cache_bytes)?))));
         let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
         let (commits_tx, commits) = tokio::sync::watch::channel(0u64);
-        let writer = Writer { db: db.clone(), path: path.to_path_buf(), metrics, commits: commits_tx };
+        let writer = Writer { db: db.clone(), path: path.to_path_buf(), cache_bytes, metrics, commits: commits_tx };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(receiver))
@@ -464,9 +476,9 @@ fn is_redb_error(e: &anyhow::Error) -> bool {
 /// Webhook event ids had a table of their own before they moved into the orders.
 const LEGACY_EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
 
-fn open_database(path: &Path) -> anyhow::Result<Database> {
+fn open_database(path: &Path, cache_bytes: usize) -> anyhow::Result<Database> {
     let db = Database::builder()
-        .set_cache_size(CACHE_BYTES)
+        .set_cache_size(cache_bytes)
         .create(path)
         .with_context(|| format!("opening store {}", path.display()))?;
     let tx = db.begin_write()?;
@@ -484,6 +496,7 @@ fn open_database(path: &Path) -> anyhow::Result<Database> {
 struct Writer {
     db: SharedDb,
     path: std::path::PathBuf,
+    cache_bytes: usize,
     metrics: Arc<Metrics>,
     commits: tokio::sync::watch::Sender<u64>,
 }
@@ -602,7 +615,7 @@ impl Writer {
                 }
             }
         }
-        match open_database(&self.path) {
+        match open_database(&self.path, self.cache_bytes) {
             Ok(db) => {
                 *self.db.write().expect("store lock poisoned") = Some(Arc::new(db));
                 tracing::info!(after = %state.why, "store reopened");
