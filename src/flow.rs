@@ -282,7 +282,7 @@ impl App {
         if session.amount != event.amount || session.currency != event.currency {
             return Err(FlowError::BadRequest("amount or currency does not match the payment session".into()));
         }
-        let order = order.ok_or_else(|| FlowError::NotFound("unknown order".into()))?;
+        let (order, record) = order.ok_or_else(|| FlowError::NotFound("unknown order".into()))?;
         if order.event_keys.iter().any(|k| *k == event.idempotency_key) {
             return Ok(PaymentOk::Replay);
         }
@@ -290,11 +290,14 @@ impl App {
         self.metrics.stage(stage::WEBHOOK_VERIFY_READ, &mut clock);
         let outcome = if order.status.is_open() { self.settle(&session, event.kind).await? } else { None };
         self.metrics.stage(stage::WEBHOOK_TIGERBEETLE, &mut clock);
+        // Encoded here, on whichever core runs this handler; the writer only compares and inserts.
+        let prepared = order.prepare_payment(record, &event.idempotency_key, outcome.as_ref());
         let write = Write::Payment {
             order_id: session.order_id.clone(),
             expires_at_ms: session.expires_at_ms,
             event_key: event.idempotency_key,
             outcome,
+            prepared: Some(prepared),
         };
         let written = self.store.write(write).await?;
         self.metrics.stage(stage::WEBHOOK_STORE, &mut clock);

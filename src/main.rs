@@ -155,7 +155,7 @@ struct ServeArgs {
     #[arg(long, env = "TIGERFANS_REQUEST_READ_TIMEOUT_MS", default_value_t = 10_000)]
     request_read_timeout_ms: u64,
     /// The store's page cache (redb), in MiB: most of tigerfans' own memory.
-    #[arg(long, env = "TIGERFANS_STORE_CACHE_MIB", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    #[arg(long, env = "TIGERFANS_STORE_CACHE_MIB", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
     store_cache_mib: u16,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "TIGERFANS_WORKER_THREADS")]

@@ -43,7 +43,7 @@ pub const GROUP_COMMIT_WRITES_MAX: usize = 8_192;
 /// redb's page cache (default of `--store-cache-mib`). redb's own default (1 GiB) is larger than
 /// a small Pi can spare; hot sessions and recent orders fit in far less, and the OS page cache
 /// still holds the rest of the file.
-pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
 pub const CACHE_BYTES_MIN: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +143,50 @@ pub struct AuditSnapshot {
     pub counts: Vec<(OrderStatus, u64)>,
 }
 
+/// An order rewritten by its webhook handler, off the writer thread.
+#[derive(Debug, Clone)]
+pub struct PreparedOrder {
+    /// The order's record as the handler read it.
+    pub expected: Vec<u8>,
+    /// The record after the event.
+    pub updated: Vec<u8>,
+    /// (before, after) when the status changed.
+    pub changed: Option<(OrderStatus, OrderStatus)>,
+    pub status: OrderStatus,
+}
+
+impl Order {
+    /// Applies a payment event: its outcome if the order is still open, and its id to the
+    /// remembered ones. Returns (before, after) if the status changed.
+    pub fn apply_payment(&mut self, event_key: &str, outcome: Option<&Outcome>) -> Option<(OrderStatus, OrderStatus)> {
+        assert!(!self.event_keys.iter().any(|k| k == event_key), "replays are answered before");
+        let mut changed = None;
+        if let Some(outcome) = outcome.filter(|_| self.status.is_open()) {
+            changed = Some((self.status, outcome.status));
+            self.status = outcome.status;
+            self.paid_at_ms = outcome.paid_at_ms;
+            self.ticket_code = outcome.ticket_code.clone();
+            self.got_goodie = outcome.got_goodie;
+        }
+        let excess = (self.event_keys.len() + 1).saturating_sub(ORDER_EVENT_KEYS_MAX);
+        self.event_keys.drain(..excess);
+        self.event_keys.push(event_key.to_string());
+        changed
+    }
+
+    /// The handler's side of a payment write: the order as read (`record`), rewritten.
+    pub fn prepare_payment(&self, record: Vec<u8>, event_key: &str, outcome: Option<&Outcome>) -> PreparedOrder {
+        let mut updated = self.clone();
+        let changed = updated.apply_payment(event_key, outcome);
+        PreparedOrder {
+            expected: record,
+            updated: serde_json::to_vec(&updated).expect("orders encode"),
+            changed,
+            status: updated.status,
+        }
+    }
+}
+
 /// What a payment event does to an order.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -159,7 +203,15 @@ pub enum Write {
     Checkout { psid: String, order_id: String, expires_at_ms: u64, session: Vec<u8>, order: Vec<u8> },
     /// A payment event's outcome: applied only if the order is still open and the event is new.
     /// `outcome: None` records the event without changing the order (it lost a race).
-    Payment { order_id: String, expires_at_ms: u64, event_key: String, outcome: Option<Outcome> },
+    /// `prepared`: the handler's encoding of the result, valid if the order is still exactly as
+    /// it read it (then the single writer thread only compares and inserts).
+    Payment {
+        order_id: String,
+        expires_at_ms: u64,
+        event_key: String,
+        outcome: Option<Outcome>,
+        prepared: Option<PreparedOrder>,
+    },
     /// The sweeper: marks these orders EXPIRED if they are still PENDING.
     Expire { due: Vec<(u64, String)>, now_ms: u64 },
     /// A benchmark report uploaded to the bench page.
@@ -299,7 +351,7 @@ impl Store {
 
     /// What a webhook needs, from one snapshot: the session and its order (with the event ids
     /// the order has seen).
-    pub fn payment_context(&self, psid: &str) -> anyhow::Result<(Option<Session>, Option<Order>)> {
+    pub fn payment_context(&self, psid: &str) -> anyhow::Result<(Option<Session>, Option<(Order, Vec<u8>)>)> {
         let tx = self.db()?.begin_read()?;
         let session: Option<Session> = match tx.open_table(SESSIONS)?.get(psid)? {
             Some(v) => Some(serde_json::from_slice(v.value()).context("decoding session")?),
@@ -307,7 +359,7 @@ impl Store {
         };
         let order = match &session {
             Some(session) => match tx.open_table(ORDERS)?.get(session.order_id.as_str())? {
-                Some(v) => Some(serde_json::from_slice(v.value()).context("decoding order")?),
+                Some(v) => Some((serde_json::from_slice(v.value()).context("decoding order")?, v.value().to_vec())),
                 None => None,
             },
             None => None,
@@ -653,29 +705,38 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                     deltas[OrderStatus::Pending.index()] += 1;
                     WriteResult::Done
                 }
-                Write::Payment { order_id, expires_at_ms, event_key, outcome } => {
-                    let current: Option<Order> = match orders.get(order_id.as_str())? {
-                        Some(v) => Some(serde_json::from_slice(v.value())?),
-                        None => None,
+                Write::Payment { order_id, expires_at_ms, event_key, outcome, prepared } => {
+                    // Fast path: the order is byte for byte what the handler read (nothing else
+                    // touched it meanwhile; the sweeper is the only other writer of orders).
+                    let unchanged = match prepared {
+                        Some(p) => orders.get(order_id.as_str())?.is_some_and(|v| v.value() == p.expected.as_slice()),
+                        None => false,
                     };
-                    match current {
-                        None => WriteResult::NotFound,
-                        Some(order) if order.event_keys.iter().any(|k| k == event_key) => WriteResult::Replay,
-                        Some(mut order) => {
-                            if let Some(outcome) = outcome.as_ref().filter(|_| order.status.is_open()) {
-                                deltas[order.status.index()] -= 1;
-                                deltas[outcome.status.index()] += 1;
-                                order.status = outcome.status;
-                                order.paid_at_ms = outcome.paid_at_ms;
-                                order.ticket_code = outcome.ticket_code.clone();
-                                order.got_goodie = outcome.got_goodie;
-                                expiry.remove((*expires_at_ms, order_id.as_str()))?;
+                    if let (true, Some(p)) = (unchanged, prepared) {
+                        if let Some((before, after)) = p.changed {
+                            deltas[before.index()] -= 1;
+                            deltas[after.index()] += 1;
+                            expiry.remove((*expires_at_ms, order_id.as_str()))?;
+                        }
+                        orders.insert(order_id.as_str(), p.updated.as_slice())?;
+                        WriteResult::Order(p.status)
+                    } else {
+                        let current: Option<Order> = match orders.get(order_id.as_str())? {
+                            Some(v) => Some(serde_json::from_slice(v.value())?),
+                            None => None,
+                        };
+                        match current {
+                            None => WriteResult::NotFound,
+                            Some(order) if order.event_keys.iter().any(|k| k == event_key) => WriteResult::Replay,
+                            Some(mut order) => {
+                                if let Some((before, after)) = order.apply_payment(event_key, outcome.as_ref()) {
+                                    deltas[before.index()] -= 1;
+                                    deltas[after.index()] += 1;
+                                    expiry.remove((*expires_at_ms, order_id.as_str()))?;
+                                }
+                                orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
+                                WriteResult::Order(order.status)
                             }
-                            let excess = (order.event_keys.len() + 1).saturating_sub(ORDER_EVENT_KEYS_MAX);
-                            order.event_keys.drain(..excess);
-                            order.event_keys.push(event_key.clone());
-                            orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
-                            WriteResult::Order(order.status)
                         }
                     }
                 }
@@ -771,6 +832,7 @@ mod tests {
             expires_at_ms: 1000,
             event_key: key.into(),
             outcome: Some(Outcome { status, paid_at_ms: None, ticket_code: None, got_goodie: false }),
+            prepared: None,
         }
     }
 
@@ -803,6 +865,36 @@ mod tests {
             snapshot.counts.contains(&(OrderStatus::Paid, 1)) && snapshot.counts.contains(&(OrderStatus::Pending, 0))
         );
         assert_eq!(store.write(payment("nope", "e", OrderStatus::Paid)).await, Ok(WriteResult::NotFound));
+
+        // The handler-prepared fast path, and its fallback when the order changed underneath.
+        let (session, order) = order_and_session(8);
+        let id = order.order_id.clone();
+        store.write(Write::checkout(&session, &order)).await.unwrap();
+        let record = serde_json::to_vec(&order).unwrap();
+        let stale = order.prepare_payment(b"not the record".to_vec(), "s1", None);
+        let write = |key: &str, prepared: PreparedOrder, status: OrderStatus| Write::Payment {
+            order_id: id.clone(),
+            expires_at_ms: 1000,
+            event_key: key.into(),
+            outcome: Some(Outcome { status, paid_at_ms: None, ticket_code: None, got_goodie: false }),
+            prepared: Some(prepared),
+        };
+        let outcome = Outcome { status: OrderStatus::Canceled, paid_at_ms: None, ticket_code: None, got_goodie: false };
+        let fresh = order.prepare_payment(record, "p1", Some(&outcome));
+        assert_eq!(fresh.changed, Some((OrderStatus::Pending, OrderStatus::Canceled)));
+        assert_eq!(
+            store.write(write("p1", fresh, OrderStatus::Canceled)).await,
+            Ok(WriteResult::Order(OrderStatus::Canceled))
+        );
+        // Stale bytes: the writer decodes the current order and applies the event itself.
+        assert_eq!(
+            store.write(write("s1", stale, OrderStatus::Paid)).await,
+            Ok(WriteResult::Order(OrderStatus::Canceled))
+        );
+        let stored = store.order(&id).unwrap().unwrap();
+        assert_eq!((stored.status, stored.event_keys.clone()), (OrderStatus::Canceled, vec!["p1".into(), "s1".into()]));
+        let counts = store.audit_snapshot().unwrap().counts;
+        assert!(counts.contains(&(OrderStatus::Canceled, 1)) && counts.contains(&(OrderStatus::Pending, 0)));
         drop(store);
         writer.join();
         let _ = std::fs::remove_dir_all(&dir);

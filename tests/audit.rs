@@ -63,6 +63,7 @@ async fn audit_passes_on_agreeing_books_and_names_the_orders_that_disagree() {
                 ticket_code: Some("TCK-TAMPERED".into()),
                 got_goodie: false,
             }),
+            prepared: None,
         };
         store.write(write).await.expect("tampering");
         drop(store);
