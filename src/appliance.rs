@@ -16,7 +16,7 @@ use crate::flow::App;
 use crate::http::{self, HttpLimits};
 use crate::ledger::{self, Ledger};
 use crate::metrics::Metrics;
-use crate::replica::{ReplicaOptions, Supervisor};
+use crate::replica;
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
@@ -74,20 +74,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
 
     // 1. TigerBeetle: ours, or the operator's cluster.
-    let (supervisor, addresses) = match &options.tb_addresses {
-        Some(addresses) => (None, addresses.clone()),
-        None => {
-            let replica = ReplicaOptions {
-                bin: options.tigerbeetle_bin.clone(),
-                data_file: options.data_dir.join("0_0.tigerbeetle"),
-                cache_grid: options.tb_cache_grid.clone(),
-                log_file: options.data_dir.join("tigerbeetle.log"),
-            };
-            let supervisor = tokio::task::spawn_blocking(move || Supervisor::start(replica)).await??;
-            let address = supervisor.address.to_string();
-            (Some(supervisor), address)
-        }
-    };
+    let (supervisor, addresses) = replica::start_unless_external(
+        options.tb_addresses.as_deref(),
+        &options.tigerbeetle_bin,
+        &options.data_dir,
+        &options.tb_cache_grid,
+    )
+    .await?;
     let result = run(options, metrics, &addresses).await;
     if let Some(supervisor) = supervisor {
         tokio::task::spawn_blocking(move || supervisor.stop()).await?;

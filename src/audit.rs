@@ -26,7 +26,7 @@ use crate::accounting::{self, code, AccountKind, Resource};
 use crate::config::Config;
 use crate::flow::parse_order_id;
 use crate::ledger::Ledger;
-use crate::replica::{ReplicaOptions, Supervisor};
+use crate::replica;
 use crate::store::{AuditSnapshot, OrderStatus, Store};
 
 /// Transfers fetched per `get_account_transfers` request (TigerBeetle's maximum reply).
@@ -216,6 +216,7 @@ pub fn reconcile(resources: &[ResourceLedger], store: &AuditSnapshot, now_ms: u6
         reports.push(reconcile_resource(
             resource,
             store,
+            &sessions,
             now_ns,
             in_flight_after_ns,
             live,
@@ -238,9 +239,28 @@ pub fn reconcile(resources: &[ResourceLedger], store: &AuditSnapshot, now_ms: u6
     }
 }
 
+/// The ledger is ahead of the store for this order: a note while the change may still belong to
+/// a request in flight (between TigerBeetle and its store commit), a mismatch after that.
+fn ledger_ahead(
+    mismatches: &mut Findings,
+    notes: &mut Findings,
+    in_flight: bool,
+    check: &'static str,
+    detail: &str,
+    id: String,
+) {
+    if in_flight {
+        notes.add("in_flight", "a payment being recorded right now", id);
+    } else {
+        mismatches.add(check, detail, id);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn reconcile_resource(
     r: &ResourceLedger,
     store: &AuditSnapshot,
+    sessions: &HashMap<&str, &crate::store::Session>,
     now_ns: u64,
     in_flight_after_ns: u64,
     live: bool,
@@ -353,7 +373,6 @@ fn reconcile_resource(
     let mut sold_orders = 0u64;
     let mut held_orders = 0u64;
     let mut seen_orders: HashSet<u128> = HashSet::new();
-    let sessions: HashMap<&str, &crate::store::Session> = store.sessions.iter().map(|s| (s.psid.as_str(), s)).collect();
     for order in &store.orders {
         if !is_goodies && Some(order.cls.as_str()) != r.class_id.as_deref() {
             continue;
@@ -372,17 +391,14 @@ fn reconcile_resource(
                 "the store says the order has its unit, the ledger has not sold it",
                 id.clone(),
             ),
-            (false, _) if order.status.is_open() => {
-                if changed_ns >= in_flight_after_ns {
-                    notes.add("in_flight", "a payment being recorded right now", id.clone());
-                } else {
-                    mismatches.add(
-                        "unrecorded_payment",
-                        "sold in the ledger, order still open: an unacknowledged webhook (its retry records it)",
-                        id.clone(),
-                    );
-                }
-            }
+            (false, _) if order.status.is_open() => ledger_ahead(
+                mismatches,
+                notes,
+                changed_ns >= in_flight_after_ns,
+                "unrecorded_payment",
+                "sold in the ledger, order still open: an unacknowledged webhook (its retry records it)",
+                id.clone(),
+            ),
             (false, _) => {
                 mismatches.add("sold_not_paid", "sold in the ledger, but the order's answer was final", id.clone())
             }
@@ -411,17 +427,14 @@ fn reconcile_resource(
                 }
                 match (order.status, hold.state) {
                     (OrderStatus::Pending, HoldState::Live) => held_orders += 1,
-                    (status, HoldState::Voided) if status.is_open() && !is_goodies => {
-                        if hold.changed_ns >= in_flight_after_ns {
-                            notes.add("in_flight", "a payment being recorded right now", id.clone());
-                        } else {
-                            mismatches.add(
-                                "unrecorded_void",
-                                "hold voided in the ledger, order still open: an unacknowledged webhook",
-                                id.clone(),
-                            );
-                        }
-                    }
+                    (status, HoldState::Voided) if status.is_open() && !is_goodies => ledger_ahead(
+                        mismatches,
+                        notes,
+                        hold.changed_ns >= in_flight_after_ns,
+                        "unrecorded_void",
+                        "hold voided in the ledger, order still open: an unacknowledged webhook",
+                        id.clone(),
+                    ),
                     (status, HoldState::Live)
                         if !status.is_open()
                             && !is_goodies
@@ -581,24 +594,19 @@ pub async fn offline(options: OfflineOptions) -> anyhow::Result<Report> {
     // The store first: if tigerfans still runs on this data dir, this is where it shows.
     let (store, writer) = Store::open(&store_file, Default::default())
         .with_context(|| "opening the store (is tigerfans still running on this data dir?)")?;
-    let (supervisor, addresses) = match &options.tb_addresses {
-        Some(addresses) => (None, addresses.clone()),
-        None => {
-            let data_file = options.data_dir.join("0_0.tigerbeetle");
-            if !data_file.is_file() {
-                bail!("no TigerBeetle data file at {} (an external cluster needs --tb-addresses)", data_file.display());
-            }
-            let replica = ReplicaOptions {
-                bin: options.tigerbeetle_bin.clone(),
-                data_file,
-                cache_grid: options.tb_cache_grid.clone(),
-                log_file: options.data_dir.join("tigerbeetle.log"),
-            };
-            let supervisor = tokio::task::spawn_blocking(move || Supervisor::start(replica)).await??;
-            let address = supervisor.address.to_string();
-            (Some(supervisor), address)
-        }
-    };
+    if options.tb_addresses.is_none() && !replica::data_file(&options.data_dir).is_file() {
+        bail!(
+            "no TigerBeetle data file at {} (an external cluster needs --tb-addresses)",
+            replica::data_file(&options.data_dir).display()
+        );
+    }
+    let (supervisor, addresses) = replica::start_unless_external(
+        options.tb_addresses.as_deref(),
+        &options.tigerbeetle_bin,
+        &options.data_dir,
+        &options.tb_cache_grid,
+    )
+    .await?;
     let result = async {
         let ledger = Ledger::connect(options.tb_cluster, &addresses)?;
         let report = run(&options.config, &ledger, &store, false, options.timeout).await;

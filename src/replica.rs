@@ -57,6 +57,34 @@ pub fn free_loopback_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The data file of the co-located replica in a data dir.
+pub fn data_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("0_0.tigerbeetle")
+}
+
+/// Where TigerBeetle is: the operator's cluster (`external`), or a replica of `data_dir` started
+/// and supervised here (formatted first if it has no data file). Returns the supervisor, if one
+/// was started, and the addresses for the client.
+pub async fn start_unless_external(
+    external: Option<&str>,
+    bin: &Path,
+    data_dir: &Path,
+    cache_grid: &str,
+) -> anyhow::Result<(Option<Supervisor>, String)> {
+    if let Some(addresses) = external {
+        return Ok((None, addresses.to_string()));
+    }
+    let options = ReplicaOptions {
+        bin: bin.to_path_buf(),
+        data_file: data_file(data_dir),
+        cache_grid: cache_grid.to_string(),
+        log_file: data_dir.join("tigerbeetle.log"),
+    };
+    let supervisor = tokio::task::spawn_blocking(move || Supervisor::start(options)).await??;
+    let address = supervisor.address.to_string();
+    Ok((Some(supervisor), address))
+}
+
 pub struct Supervisor {
     pub address: SocketAddr,
     stop: Arc<AtomicBool>,
