@@ -69,6 +69,38 @@ impl Resource {
     }
 }
 
+/// One thing an event sells: a ticket class or the goodie pool, with its capacity.
+#[derive(Debug, Clone)]
+pub struct EventResource {
+    /// For logs and reports: `class A`, `goodies`.
+    pub name: String,
+    /// `None` for the goodie pool.
+    pub class_id: Option<String>,
+    pub resource: Resource,
+    pub capacity: u64,
+}
+
+/// What an event sells: its classes in configuration order, then the goodie pool.
+pub fn event_resources(config: &crate::config::Config) -> Vec<EventResource> {
+    let mut out: Vec<EventResource> = config
+        .classes
+        .iter()
+        .map(|c| EventResource {
+            name: format!("class {}", c.id),
+            class_id: Some(c.id.clone()),
+            resource: Resource::class(&c.id),
+            capacity: c.capacity,
+        })
+        .collect();
+    out.push(EventResource {
+        name: "goodies".to_string(),
+        class_id: None,
+        resource: Resource::GOODIES,
+        capacity: config.goodie_limit,
+    });
+    out
+}
+
 /// The deterministic id of a resource's account: `ledger << 96 | kind << 64 | resource key`.
 pub fn account_id(ledger: u32, resource: Resource, kind: AccountKind) -> u128 {
     assert!(ledger != 0);

@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use tigerbeetle_unofficial as tb;
 
-use crate::accounting::{self, code, AccountKind, Resource};
+use crate::accounting::{self, code, AccountKind};
 use crate::config::Config;
 use crate::flow::parse_order_id;
 use crate::ledger::Ledger;
@@ -543,15 +543,10 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let reader = store.clone();
     let snapshot = tokio::task::spawn_blocking(move || reader.audit_snapshot()).await??;
-    let mut resources: Vec<(String, Option<String>, Resource, u64)> = config
-        .classes
-        .iter()
-        .map(|c| (format!("class {}", c.id), Some(c.id.clone()), Resource::class(&c.id), c.capacity))
-        .collect();
-    resources.push(("goodies".to_string(), None, Resource::GOODIES, config.goodie_limit));
+    let resources = accounting::event_resources(config);
     let collect = async {
         let mut ledgers = Vec::with_capacity(resources.len());
-        for (name, class_id, resource, capacity) in resources {
+        for accounting::EventResource { name, class_id, resource, capacity } in resources {
             let budget_id = accounting::account_id(config.ledger, resource, AccountKind::Budget);
             let spent_id = accounting::account_id(config.ledger, resource, AccountKind::Spent);
             // Balances first, then the scan: the scan then includes everything they reflect.
@@ -711,6 +706,7 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounting::Resource;
     use crate::store::{Order, Session};
 
     const LEDGER: u32 = 9;

@@ -33,12 +33,10 @@ impl Ledger {
     /// Idempotent: `exists` is success, and funding ids depend on the funded amounts.
     pub async fn ensure_event(&self, config: &Config) -> anyhow::Result<()> {
         let ledger = config.ledger;
-        let mut resources: Vec<(Resource, u64, String)> =
-            config.classes.iter().map(|c| (Resource::class(&c.id), c.capacity, format!("class {}", c.id))).collect();
-        resources.push((Resource::GOODIES, config.goodie_limit, "goodies".to_string()));
+        let resources = accounting::event_resources(config);
 
         let accounts: Vec<Account> =
-            resources.iter().flat_map(|(r, _, _)| accounting::resource_accounts(ledger, *r)).collect();
+            resources.iter().flat_map(|r| accounting::resource_accounts(ledger, r.resource)).collect();
         match self.client.create_accounts(accounts).await {
             Ok(()) => {}
             Err(CreateAccountsError::Api(errors)) => {
@@ -53,19 +51,20 @@ impl Ledger {
         }
 
         let budget_ids: Vec<u128> =
-            resources.iter().map(|(r, _, _)| accounting::account_id(ledger, *r, AccountKind::Budget)).collect();
+            resources.iter().map(|r| accounting::account_id(ledger, r.resource, AccountKind::Budget)).collect();
         let budgets = self.client.lookup_accounts(budget_ids.clone()).await.context("looking up budgets")?;
         let mut funding = Vec::new();
-        for ((resource, capacity, name), id) in resources.iter().zip(&budget_ids) {
+        for (r, id) in resources.iter().zip(&budget_ids) {
+            let (name, capacity) = (&r.name, r.capacity);
             let budget = budgets
                 .iter()
                 .find(|a| a.id() == *id)
                 .ok_or_else(|| anyhow!("budget account of {name} missing after creation"))?;
             let funded = budget.credits_posted();
-            if funded > u128::from(*capacity) {
+            if funded > u128::from(capacity) {
                 tracing::warn!(%name, funded, capacity, "capacity lowered in config: not applied (units may be sold)");
             }
-            if let Some(t) = accounting::funding_transfer(ledger, *resource, funded, *capacity) {
+            if let Some(t) = accounting::funding_transfer(ledger, r.resource, funded, capacity) {
                 tracing::info!(%name, from = funded, to = capacity, "funding budget");
                 funding.push(t);
             }
@@ -84,8 +83,7 @@ impl Ledger {
     /// Inventory of each class (in config order) and of the goodie pool, from balances.
     pub async fn inventory(&self, config: &Config) -> anyhow::Result<(Vec<Inventory>, Inventory)> {
         let ledger = config.ledger;
-        let mut resources: Vec<Resource> = config.classes.iter().map(|c| Resource::class(&c.id)).collect();
-        resources.push(Resource::GOODIES);
+        let resources: Vec<Resource> = accounting::event_resources(config).into_iter().map(|r| r.resource).collect();
         let ids: Vec<u128> = resources
             .iter()
             .flat_map(|r| {
