@@ -12,7 +12,9 @@ root="$(pwd)"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # 1. libclang for bindgen.
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+# (libclang-cpp*, which some images carry without libclang itself, does not count.)
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* /usr/lib/*-linux-gnu/libclang.so* \
+        /usr/lib/*-linux-gnu/libclang-[0-9]*.so* 2>/dev/null | grep -q .; then
     log "installing libclang-dev (apt)"
     sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
