@@ -40,11 +40,16 @@ pub struct App {
 
 /// Locks striped by a hash of the payment session id: events for one order run one at a time,
 /// events for different orders almost never wait for each other.
+///
+/// "Almost never" needs many stripes: a waiter waits for a whole TigerBeetle call and group
+/// commit (~10 ms under load). With 256 events in flight, 1,024 stripes made 22% of them share
+/// a stripe with another (1 ms of the webhook's mean latency, measured); 16,384 make it 1.5%,
+/// for 0.6 MiB of memory.
 pub struct PaymentLocks {
     stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
-pub const PAYMENT_LOCK_STRIPES: usize = 1024;
+pub const PAYMENT_LOCK_STRIPES: usize = 16_384;
 
 impl Default for PaymentLocks {
     fn default() -> Self {
