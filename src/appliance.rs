@@ -122,9 +122,7 @@ async fn run(options: ServeOptions, metrics: Arc<Metrics>, addresses: &str) -> a
     let sweeper = tokio::spawn(sweep(app.clone(), options.sweep_interval_ms, shutdown_rx.clone()));
 
     // 4. HTTP until a signal.
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("listening on {}", options.listen))?;
+    let listener = http::listen(options.listen).with_context(|| format!("listening on {}", options.listen))?;
     tracing::info!(url = %format!("http://{}", listener.local_addr()?), "tigerfans is serving");
     let server = tokio::spawn(http::serve(app.clone(), listener, options.http, shutdown_rx));
     wait_for_signal().await;

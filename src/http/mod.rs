@@ -49,6 +49,21 @@ impl Default for HttpLimits {
     }
 }
 
+/// Connections the kernel may hold for us before we accept them. The standard library's (and
+/// tokio's) 128 overflowed when a load generator opened 256 connections at once: the kernel
+/// dropped the excess SYNs and those clients retried after a second (a 1 s "max latency" in every
+/// benchmark phase). An on-sale rush opens connections the same way. Linux caps this at
+/// `net.core.somaxconn` (4096 by default).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the HTTP listener with `LISTEN_BACKLOG`.
+pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves until `shutdown` turns true, then stops accepting and drains in-flight requests.
 pub async fn serve(
     app: Arc<App>,
