@@ -253,3 +253,38 @@ async fn pipelined_and_http_1_0_clients_are_served() {
     assert_eq!(server.http.inventory().await["A"]["active_holds"], 2);
     server.assert_audit_passes().await;
 }
+
+/// The kernel's count of connections dropped because a listener's accept queue was full.
+fn listen_overflows() -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap();
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let index = names.split_whitespace().position(|n| n == "ListenOverflows").unwrap();
+    values.split_whitespace().nth(index).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_new_connections_is_queued_not_dropped() {
+    // An on-sale rush, or a load generator, opens hundreds of connections at the same moment.
+    // With the standard backlog of 128 the kernel dropped the excess SYNs (those clients retried
+    // a second later); the listener's backlog must hold them all.
+    const BURST: usize = 1024;
+    raise_fd_limit();
+    let server = Server::start(config(100, 10, 300)).await;
+    let overflows_before = listen_overflows();
+    let port = server.port;
+    let connections: Vec<_> = (0..BURST)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+                status_of(&read_responses(&mut stream, 1).await[0])
+            })
+        })
+        .collect();
+    for connection in connections {
+        assert_eq!(connection.await.unwrap(), 200);
+    }
+    let dropped = listen_overflows() - overflows_before;
+    assert_eq!(dropped, 0, "the kernel dropped {dropped} connection attempts: the accept queue overflowed");
+}
