@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use tigerfans::appliance::{self, ServeOptions};
 use tigerfans::audit;
-use tigerfans::bench::{self, BenchOptions, Phase};
+use tigerfans::bench::{self, BenchOptions, PayOrder, Phase};
 use tigerfans::config::Config;
 use tigerfans::http::HttpLimits;
 
@@ -75,6 +75,9 @@ struct BenchArgs {
     /// Aim at this many operations per second (paced; latency counts from when each was due).
     #[arg(long)]
     rate: Option<f64>,
+    /// The order in which the webhook phase pays the checkout phase's sessions.
+    #[arg(long, value_enum, default_value = "random")]
+    pay_order: PayOrder,
 }
 
 /// Offline (a stopped server's `--data-dir`) or live (`--base`, as the admin).
@@ -185,6 +188,7 @@ fn main() -> anyhow::Result<()> {
             cls: args.cls,
             threads: args.threads,
             rate: args.rate,
+            pay_order: args.pay_order,
         }),
         None => serve(cli.serve),
     }
