@@ -193,8 +193,9 @@ pub fn reconcile(resources: &[ResourceLedger], store: &AuditSnapshot, now_ms: u6
         if !class_ids.contains(order.cls.as_str()) {
             mismatches.add("unknown_class", "an order of a class the configuration does not have", &order.order_id);
         }
+        // Every PENDING order once; a final order at most once (its entry waits for the sweeper).
         let indexed = expiry.get(order.order_id.as_str()).copied().unwrap_or(0);
-        if indexed != usize::from(order.status == OrderStatus::Pending) {
+        if indexed > 1 || (order.status == OrderStatus::Pending && indexed == 0) {
             mismatches.add(
                 "expiry_index",
                 "PENDING orders and the expiry index disagree (the order would never expire, or twice)",
@@ -869,6 +870,15 @@ mod tests {
         let report = books_with(&[], vec![], |s| s.counts[1].1 += 1);
         assert_eq!(checks(&report.mismatches), ["order_counts"]);
         let report = books_with(&[], vec![], |s| s.expiry.clear());
+        assert_eq!(checks(&report.mismatches), ["expiry_index"]);
+        // A paid order's entry, left for the sweeper, is fine; two entries are not.
+        assert_eq!(books_with(&[], vec![], |s| s.orders[0].status = OrderStatus::Paid).mismatches.len(), 0);
+        let report = books_with(&[], vec![], |s| s.expiry.push(s.orders[0].order_id.clone()));
+        assert!(report.ok, "{:?}", report.mismatches);
+        let report = books_with(&[], vec![], |s| {
+            let paid = s.orders[0].order_id.clone();
+            s.expiry.extend([paid.clone(), paid]);
+        });
         assert_eq!(checks(&report.mismatches), ["expiry_index"]);
     }
 }

@@ -299,7 +299,6 @@ impl App {
         let prepared = order.prepare_payment(record, &event.idempotency_key, outcome.as_ref());
         let write = Write::Payment {
             order_id: session.order_id.clone(),
-            expires_at_ms: session.expires_at_ms,
             event_key: event.idempotency_key,
             outcome,
             prepared: Some(prepared),
@@ -409,16 +408,21 @@ impl App {
     }
 
     /// Marks orders whose hold timed out as EXPIRED. TigerBeetle has already released (or is
-    /// about to release) their units; this only makes the store say so.
-    pub async fn sweep_expired(&self, limit: usize) -> Result<usize, FlowError> {
+    /// about to release) their units; this only makes the store say so. Takes at most `limit`
+    /// due entries of the expiry index (paid and failed orders' entries too: they are removed
+    /// here); returns (entries taken, orders expired).
+    pub async fn sweep_expired(&self, limit: usize) -> Result<(usize, usize), FlowError> {
         let due = store_read(self.store.due_expiries(now_ms(), limit))?;
-        if due.is_empty() {
-            return Ok(0);
+        let entries = due.len();
+        assert!(entries <= limit);
+        if entries == 0 {
+            return Ok((0, 0));
         }
         match self.store.write(Write::Expire { due, now_ms: now_ms() }).await? {
             WriteResult::Expired(n) => {
+                assert!(n <= entries);
                 self.metrics.expired.add(n as u64);
-                Ok(n)
+                Ok((entries, n))
             }
             other => unreachable!("expire write answered {other:?}"),
         }

@@ -27,6 +27,10 @@ async fn wait_available(http: &Http, cls: &str, available: u64) {
 async fn unpaid_checkout_expires_and_a_late_payment_books_immediately() {
     let server = Server::start(config(1, 100, 2)).await;
     let http = &server.http;
+    // One buyer pays at once; their order's expiry entry stays for the sweeper to pass over.
+    let (_, paid) = http.checkout("B", "prompt@example.com").await;
+    let (status, reply) = http.webhook(&event("succeeded", &paid, &unique_key("e"))).await;
+    assert_eq!((status, reply["order_status"].as_str()), (StatusCode::OK, Some("PAID")), "{reply}");
     let (status, checkout) = http.checkout("A", "late@example.com").await;
     assert_eq!(status, StatusCode::OK);
     let order_id = checkout["order_id"].as_str().unwrap();
@@ -35,6 +39,12 @@ async fn unpaid_checkout_expires_and_a_late_payment_books_immediately() {
 
     wait_expired(http, order_id).await;
     wait_available(http, "A", 1).await;
+    // The sweeper reached the paid order's entry first (it fell due first) and left it PAID.
+    assert_eq!(http.order(paid["order_id"].as_str().unwrap()).await["status"], "PAID");
+    assert_eq!(http.inventory().await["B"]["sold"], 1);
+    let metrics = http.request(hyper::Method::GET, "/metrics", &[], vec![]).await.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(metrics.lines().any(|l| l == "tigerfans_expired_total 1"), "only the unpaid order expired:\n{metrics}");
 
     // The payment arrives late; a ticket is free, so it is booked directly.
     let (status, reply) = http.webhook(&event("succeeded", &checkout, &unique_key("e"))).await;
