@@ -193,9 +193,15 @@ pub fn reconcile(resources: &[ResourceLedger], store: &AuditSnapshot, now_ms: u6
         if !class_ids.contains(order.cls.as_str()) {
             mismatches.add("unknown_class", "an order of a class the configuration does not have", &order.order_id);
         }
-        // Every PENDING order once; a final order at most once (its entry waits for the sweeper).
+        // Every PENDING order once; an EXPIRED one never (the sweeper removed its entry as it
+        // expired it); any other at most once (a paid order's entry waits for the sweeper).
         let indexed = expiry.get(order.order_id.as_str()).copied().unwrap_or(0);
-        if indexed > 1 || (order.status == OrderStatus::Pending && indexed == 0) {
+        let allowed = match order.status {
+            OrderStatus::Pending => 1..=1,
+            OrderStatus::Expired => 0..=0,
+            _ => 0..=1,
+        };
+        if !allowed.contains(&indexed) {
             mismatches.add(
                 "expiry_index",
                 "PENDING orders and the expiry index disagree (the order would never expire, or twice)",
@@ -871,8 +877,14 @@ mod tests {
         assert_eq!(checks(&report.mismatches), ["order_counts"]);
         let report = books_with(&[], vec![], |s| s.expiry.clear());
         assert_eq!(checks(&report.mismatches), ["expiry_index"]);
-        // A paid order's entry, left for the sweeper, is fine; two entries are not.
-        assert_eq!(books_with(&[], vec![], |s| s.orders[0].status = OrderStatus::Paid).mismatches.len(), 0);
+        // A paid order's entry, left for the sweeper, is fine; two entries are not; an expired
+        // order's entry is not (the sweeper removes it as it expires the order).
+        let expired_hold = || vec![at(accounting::hold(LEDGER, r, 40, 4, 1), NOW_MS - 60_000)];
+        let report = books(&[(4, OrderStatus::Expired)], expired_hold());
+        assert!(report.ok, "{:?}", report.mismatches);
+        let report =
+            books_with(&[(4, OrderStatus::Expired)], expired_hold(), |s| s.expiry.push(s.orders[2].order_id.clone()));
+        assert_eq!(checks(&report.mismatches), ["expiry_index"]);
         let report = books_with(&[], vec![], |s| s.expiry.push(s.orders[0].order_id.clone()));
         assert!(report.ok, "{:?}", report.mismatches);
         let report = books_with(&[], vec![], |s| {

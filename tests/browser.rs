@@ -263,7 +263,12 @@ async fn admin_logs_in_and_sees_a_new_order_live() {
     client.find(Locator::Css("#username")).await.unwrap().send_keys("admin").await.unwrap();
     client.find(Locator::Css("#password")).await.unwrap().send_keys(ADMIN_PASSWORD).await.unwrap();
     client.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
-    wait_for(&client, "#orders").await;
+    // (Once, under load, the admin page did not show within 15 s: say where the browser was.)
+    if client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css("#orders")).await.is_err() {
+        let url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        let page = client.source().await.unwrap_or_default();
+        panic!("no #orders after signing in: at {url}\n{}", &page[..page.len().min(2000)]);
+    }
     assert!(client.current_url().await.unwrap().path().ends_with("/admin"));
     wait_js(
         &client,
