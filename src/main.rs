@@ -276,8 +276,8 @@ fn audit(args: AuditArgs) -> anyhow::Result<()> {
 /// glibc gives every thread that allocates an arena of its own (up to 8 per core), and memory
 /// freed in one arena is not reused by the others: with tokio's workers, the store writer and the
 /// TigerBeetle client thread that fragmented into tens of MiB of RSS. One arena measured as fast
-/// as two on 2 cores (webhooks 28,800/s against 28,400/s) with 9 to 12 MiB less RSS under load,
-/// as fast as glibc's default with less than half the heap. (musl builds have one allocator and no such knob.) glibc's own `MALLOC_ARENA_MAX`, when set,
+/// as two on 2 cores (webhooks 28,800/s against 28,400/s) with 9 to 12 MiB less RSS under load.
+/// (musl builds have one allocator and no such knob.) glibc's own `MALLOC_ARENA_MAX`, when set,
 /// is left to decide.
 fn limit_malloc_arenas() {
     #[cfg(target_env = "gnu")]
