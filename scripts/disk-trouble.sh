@@ -4,7 +4,8 @@
 # may be lost or corrupted, and service must resume by itself once the disk is usable again.
 #
 # The store lives on a small ext4 file system of its own (a loop device), so "full" is real
-# ENOSPC. "Read-only" is the store file made immutable (chattr +i): every write, even through
+# ENOSPC. "Read-only" is the store's files (tigerfans.redb and its redo log tigerfans.redo) made
+# immutable (chattr +i): every write, even through
 # the file descriptors the server already holds, then fails with EPERM, as on a file system
 # remounted read-only (which Linux refuses while files are open for writing). TigerBeetle runs
 # on the normal disk. Needs root (losetup, mount, chattr): `make test` runs it when it is root.
@@ -33,7 +34,7 @@ pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    chattr -i "$store/tigerfans.redb" 2>/dev/null || true
+    chattr -i "$store/tigerfans.redb" "$store/tigerfans.redo" 2>/dev/null || true
     if mountpoint -q "$store"; then umount "$store" || true; fi
     [ -z "$loop" ] || losetup -d "$loop" 2>/dev/null || true
     rm -rf "$work"
@@ -141,7 +142,7 @@ rm -f "$store/filler"
 check "space freed: service resumes" resumes
 
 echo "-- the store turns read-only"
-chattr +i "$store/tigerfans.redb"
+chattr +i "$store/tigerfans.redb" "$store/tigerfans.redo"
 : >"$work/codes"
 checkout 50
 echo "    answers: $(codes)"
@@ -150,7 +151,7 @@ check "read-only store: checkouts get 503" saw_503
 check "read-only store: the detail says why" detail_says "store"
 echo "    detail: $(cat "$work/last-error" 2>/dev/null)"
 check "server still up" kill -0 "$server"
-chattr -i "$store/tigerfans.redb"
+chattr -i "$store/tigerfans.redb" "$store/tigerfans.redo"
 check "writable again: service resumes" resumes
 
 echo "-- nothing acknowledged is lost or corrupted"

@@ -162,6 +162,7 @@ pub struct Metrics {
     pub tb_in_flight: Gauge,
     pub store_commit_writes: Histogram,
     pub store_commit_us: Histogram,
+    pub store_checkpoint_us: Histogram,
     pub checkouts: Counter,
     pub sold_out: Counter,
     pub payment_events: Counter,
@@ -227,7 +228,12 @@ impl Metrics {
         self.store_commit_us.render(
             &mut out,
             "tigerfans_store_commit_microseconds",
-            "Latency of a group commit including fsync.",
+            "Latency of a group commit, including the redo log's fdatasync.",
+        );
+        self.store_checkpoint_us.render(
+            &mut out,
+            "tigerfans_store_checkpoint_microseconds",
+            "Latency of a store checkpoint (a durable redb commit, after which the redo log starts over).",
         );
         for (name, counter) in [
             ("tigerfans_checkouts_total", &self.checkouts),

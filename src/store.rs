@@ -2,21 +2,30 @@
 //! webhook events it has seen.
 //!
 //! One writer thread *group-commits*: it takes every write waiting in its queue, applies them in
-//! one transaction, commits durably (fsync) once, and only then answers each waiter. So a 200 on a
-//! checkout or a webhook means its write is on disk, while the fsync cost is shared by everyone
-//! who arrived during the previous one. Reads use redb's MVCC snapshots and never wait for the
-//! writer.
+//! one transaction, makes that durable once (the group's changes appended to the redo log and
+//! fdatasynced, see `redo`), commits, and only then answers each waiter. So a 200 on a checkout or
+//! a webhook means its write is on disk, while the sync is shared by everyone who arrived during
+//! the previous one. Reads use redb's MVCC snapshots and never wait for the writer; they only
+//! ever see groups already in the log.
+//!
+//! On disk the store is two files: `NAME.redb` (redb, made durable at checkpoints) and
+//! `NAME.redo` (the redo log since the last checkpoint). Opening the store replays the log.
 
-use std::path::Path;
+mod redo;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use redo::{Op, Ops, RedoLog};
 
 /// psid → Session (JSON).
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
@@ -34,6 +43,20 @@ const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("order_counts");
 const EXPIRED_LOG: TableDefinition<(u64, &str), ()> = TableDefinition::new("expired_log");
 /// result name → a `tigerfans bench --json` report, for the bench page.
 const BENCH_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("bench_results");
+/// `REDO_SEQ` → the seq of the last redo record this database holds: replay skips those.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REDO_SEQ: &str = "redo_seq";
+
+/// Table ids in redo records. Never renumber: a log written by one version may be replayed by
+/// the next.
+mod table_id {
+    pub const SESSIONS: u8 = 1;
+    pub const ORDERS: u8 = 2;
+    pub const EXPIRY: u8 = 3;
+    pub const COUNTS: u8 = 4;
+    pub const EXPIRED_LOG: u8 = 5;
+    pub const BENCH_RESULTS: u8 = 6;
+}
 
 /// Admin listings scan at most this many records per request.
 pub const ADMIN_SCAN_MAX: usize = 100_000;
@@ -54,6 +77,12 @@ pub const GROUP_COMMIT_WRITES_MAX: usize = 8_192;
 /// still holds the rest of the file.
 pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
 pub const CACHE_BYTES_MIN: usize = 1024 * 1024;
+/// A checkpoint (one durable redb commit, then the redo log starts over) when the log since the
+/// last one has grown this large, and at every clean stop. It bounds the replay after a crash
+/// and the log file's size. There is no timed checkpoint: between them everything acknowledged
+/// is durable in the log anyway, and a checkpoint stalls the writer for as long as it writes the
+/// pages dirtied since the last one.
+pub const CHECKPOINT_LOG_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -310,10 +339,19 @@ impl Store {
         cache_bytes: usize,
     ) -> anyhow::Result<(Store, WriterHandle)> {
         assert!(cache_bytes >= CACHE_BYTES_MIN);
-        let db: SharedDb = Arc::new(std::sync::RwLock::new(Some(Arc::new(open_database(path, cache_bytes)?))));
+        let Opened { db, log, seq } = open_store(path, cache_bytes)?;
+        let db: SharedDb = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
         let (commits_tx, commits) = tokio::sync::watch::channel(0u64);
-        let writer = Writer { db: db.clone(), path: path.to_path_buf(), cache_bytes, metrics, commits: commits_tx };
+        let writer = Writer {
+            db: db.clone(),
+            path: path.to_path_buf(),
+            cache_bytes,
+            metrics,
+            commits: commits_tx,
+            log: Some(log),
+            seq,
+        };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(receiver))
@@ -551,6 +589,11 @@ fn is_redb_error(e: &anyhow::Error) -> bool {
 /// Webhook event ids had a table of their own before they moved into the orders.
 const LEGACY_EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
 
+/// The redo log beside a store file: `tigerfans.redb` → `tigerfans.redo`.
+pub fn redo_path(path: &Path) -> PathBuf {
+    path.with_extension("redo")
+}
+
 fn open_database(path: &Path, cache_bytes: usize) -> anyhow::Result<Database> {
     let db = Database::builder()
         .set_cache_size(cache_bytes)
@@ -563,9 +606,105 @@ fn open_database(path: &Path, cache_bytes: usize) -> anyhow::Result<Database> {
     tx.open_table(COUNTS)?;
     tx.open_table(EXPIRED_LOG)?;
     tx.open_table(BENCH_RESULTS)?;
+    tx.open_table(META)?;
     tx.delete_table(LEGACY_EVENTS)?;
     tx.commit()?;
     Ok(db)
+}
+
+/// The open store: redb brought up to date with the redo log, and the log ready for the next
+/// record.
+struct Opened {
+    db: Database,
+    log: RedoLog,
+    /// The seq of the last record the database holds.
+    seq: u64,
+}
+
+/// Opens the store's two files, replays the redo records the database does not hold yet, and
+/// checkpoints, so the log starts its next generation empty.
+fn open_store(path: &Path, cache_bytes: usize) -> anyhow::Result<Opened> {
+    let db = open_database(path, cache_bytes)?;
+    let log_path = redo_path(path);
+    let (mut log, records) = RedoLog::open(&log_path)?;
+    let held = db.begin_read()?.open_table(META)?.get(REDO_SEQ)?.map(|v| v.value()).unwrap_or(0);
+    let mut seq = held;
+    let tx = db.begin_write()?;
+    for record in records.iter().filter(|r| r.seq > held) {
+        anyhow::ensure!(
+            record.seq == seq + 1,
+            "redo log {} continues at record {} but the store holds records up to {seq}: the two files do \
+             not belong together (remove both to start afresh)",
+            log_path.display(),
+            record.seq
+        );
+        let ops = redo::decode(&record.payload)
+            .and_then(|ops| apply_ops(&tx, &ops))
+            .with_context(|| format!("replaying redo record {} of {}", record.seq, log_path.display()))?;
+        let () = ops;
+        seq = record.seq;
+    }
+    tx.open_table(META)?.insert(REDO_SEQ, seq)?;
+    tx.commit()?;
+    log.rewind();
+    if seq > held {
+        tracing::info!(records = seq - held, log = %log_path.display(), "store: replayed the redo log");
+    }
+    Ok(Opened { db, log, seq })
+}
+
+/// Applies a replayed record's changes.
+fn apply_ops(tx: &WriteTransaction, ops: &[Op<'_>]) -> anyhow::Result<()> {
+    let mut sessions = tx.open_table(SESSIONS)?;
+    let mut orders = tx.open_table(ORDERS)?;
+    let mut expiry = tx.open_table(EXPIRY)?;
+    let mut counts = tx.open_table(COUNTS)?;
+    let mut expired_log = tx.open_table(EXPIRED_LOG)?;
+    let mut bench_results = tx.open_table(BENCH_RESULTS)?;
+    let text = |key: &[u8]| std::str::from_utf8(key).context("redo key is not UTF-8").map(str::to_string);
+    let timed = |key: &[u8]| -> anyhow::Result<(u64, String)> {
+        anyhow::ensure!(key.len() >= 8, "redo time key too short");
+        Ok((u64::from_be_bytes(key[..8].try_into().expect("8 bytes")), text(&key[8..])?))
+    };
+    for op in ops {
+        match *op {
+            Op::Put { table: table_id::SESSIONS, key, value } => {
+                sessions.insert(text(key)?.as_str(), value)?;
+            }
+            Op::Put { table: table_id::ORDERS, key, value } => {
+                orders.insert(text(key)?.as_str(), value)?;
+            }
+            Op::Put { table: table_id::EXPIRY, key, .. } => {
+                let (at, id) = timed(key)?;
+                expiry.insert((at, id.as_str()), ())?;
+            }
+            Op::Delete { table: table_id::EXPIRY, key } => {
+                let (at, id) = timed(key)?;
+                expiry.remove((at, id.as_str()))?;
+            }
+            Op::Put { table: table_id::COUNTS, key, value } => {
+                let count = u64::from_le_bytes(value.try_into().context("redo count is not 8 bytes")?);
+                counts.insert(text(key)?.as_str(), count)?;
+            }
+            Op::Put { table: table_id::EXPIRED_LOG, key, .. } => {
+                let (at, id) = timed(key)?;
+                expired_log.insert((at, id.as_str()), ())?;
+            }
+            Op::Put { table: table_id::BENCH_RESULTS, key, value } => {
+                bench_results.insert(text(key)?.as_str(), value)?;
+            }
+            other => anyhow::bail!("redo op {other:?} names no table that takes it"),
+        }
+    }
+    Ok(())
+}
+
+/// A `(time, order id)` key as the redo log carries it.
+fn time_key(at_ms: u64, order_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + order_id.len());
+    key.extend_from_slice(&at_ms.to_be_bytes());
+    key.extend_from_slice(order_id.as_bytes());
+    key
 }
 
 struct Writer {
@@ -574,6 +713,10 @@ struct Writer {
     cache_bytes: usize,
     metrics: Arc<Metrics>,
     commits: tokio::sync::watch::Sender<u64>,
+    /// The redo log; `None` while the store is broken.
+    log: Option<RedoLog>,
+    /// The seq of the last redo record, in the log and in redb.
+    seq: u64,
 }
 
 /// Why the store cannot take writes, and what is left of the database that failed.
@@ -584,8 +727,18 @@ struct Broken {
     retry_at: Instant,
 }
 
+/// How a group commit failed.
+enum GroupError {
+    /// The redo log could not be written: this group failed, nothing else did (the log cut
+    /// off whatever it wrote of it); the next group may succeed (a disk with space again).
+    Log(anyhow::Error),
+    /// Anything else: a redb error (the database must be reopened) or a record that does not
+    /// decode (a bug: this group fails, the database stays).
+    Store(anyhow::Error),
+}
+
 impl Writer {
-    fn run(self, mut receiver: mpsc::Receiver<(Write, Reply)>) {
+    fn run(mut self, mut receiver: mpsc::Receiver<(Write, Reply)>) {
         let mut group: Vec<(Write, Reply)> = Vec::with_capacity(GROUP_COMMIT_WRITES_MAX);
         let mut broken: Option<Broken> = None;
         // Failed commits since the last good one: paces reopening and logging.
@@ -595,12 +748,12 @@ impl Writer {
             if broken.is_none() {
                 match receiver.blocking_recv() {
                     Some(first) => group.push(first),
-                    None => return,
+                    None => break,
                 }
             } else {
                 match receiver.try_recv() {
                     Ok(first) => group.push(first),
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                     Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(std::time::Duration::from_millis(10)),
                 }
             }
@@ -625,10 +778,10 @@ impl Writer {
             }
             let db = self.db.read().expect("store lock poisoned").clone().expect("open while not broken");
             let started = Instant::now();
-            let results = apply_group(&db, &group);
+            let results = self.commit_group(&db, &group);
             self.metrics.store_commit_writes.observe(group.len() as u64);
             self.metrics.store_commit_us.observe(started.elapsed().as_micros() as u64);
-            match results {
+            let failed = match results {
                 Ok(results) => {
                     assert_eq!(results.len(), group.len());
                     if failures > 0 {
@@ -639,8 +792,23 @@ impl Writer {
                     for ((_, reply), result) in group.drain(..).zip(results) {
                         let _ = reply.send(Ok(result));
                     }
+                    match self.checkpoint_if_due(&db) {
+                        Ok(()) => None,
+                        Err(e) => Some(format!("checkpoint: {e:#}")),
+                    }
                 }
-                Err(e) if !is_redb_error(&e) => {
+                Err(GroupError::Log(e)) => {
+                    let why = format!("{e:#}");
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::error!(error = %why, writes = group.len(), failures, "redo log write failed");
+                    }
+                    for (_, reply) in group.drain(..) {
+                        let _ = reply.send(Err(StoreError::Failed(why.clone())));
+                    }
+                    None
+                }
+                Err(GroupError::Store(e)) if !is_redb_error(&e) => {
                     // Not the storage (a record that does not decode: a bug): fail these writes,
                     // keep the database.
                     let why = format!("{e:#}");
@@ -648,35 +816,90 @@ impl Writer {
                     for (_, reply) in group.drain(..) {
                         let _ = reply.send(Err(StoreError::Failed(why.clone())));
                     }
+                    None
                 }
-                Err(e) => {
+                Err(GroupError::Store(e)) => {
                     let why = format!("{e:#}");
-                    failures += 1;
-                    if failures.is_power_of_two() {
-                        tracing::error!(error = %why, writes = group.len(), failures, "group commit failed; reopening the store");
-                    }
                     for (_, reply) in group.drain(..) {
                         let _ = reply.send(Err(StoreError::Failed(why.clone())));
                     }
-                    // redb answers every later transaction with PreviousIo until the file is
-                    // reopened. Readers get 503 meanwhile; nothing acknowledged is affected (a
-                    // failed commit is all-or-nothing, and its writers were told it failed).
-                    let closing = self.db.write().expect("store lock poisoned").take();
-                    drop(db);
-                    let backoff_ms = if failures == 1 {
-                        0
-                    } else {
-                        (REOPEN_INTERVAL_MS << (failures - 2).min(8)).min(REOPEN_INTERVAL_MS_MAX)
-                    };
-                    let retry_at = Instant::now() + std::time::Duration::from_millis(backoff_ms);
-                    broken = Some(Broken { why, closing, retry_at });
+                    Some(why)
                 }
+            };
+            if let Some(why) = failed {
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::error!(error = %why, failures, "store commit failed; reopening the store");
+                }
+                // redb answers every later transaction with PreviousIo until the file is
+                // reopened. Readers get 503 meanwhile; nothing acknowledged is affected: it is in
+                // the redo log, which the reopen replays.
+                let closing = self.db.write().expect("store lock poisoned").take();
+                drop(db);
+                self.log = None;
+                let backoff_ms = if failures == 1 {
+                    0
+                } else {
+                    (REOPEN_INTERVAL_MS << (failures - 2).min(8)).min(REOPEN_INTERVAL_MS_MAX)
+                };
+                let retry_at = Instant::now() + std::time::Duration::from_millis(backoff_ms);
+                broken = Some(Broken { why, closing, retry_at });
+            }
+        }
+        // Every sender is gone: make redb durable, so the next start has nothing to replay.
+        if broken.is_none() {
+            let db = self.db.read().expect("store lock poisoned").clone().expect("open while not broken");
+            if let Err(e) = self.checkpoint(&db) {
+                tracing::error!(error = %format!("{e:#}"), "final store checkpoint failed (the redo log has it all)");
             }
         }
     }
 
+    /// Applies a group in one redb transaction, makes it durable in the redo log, then commits
+    /// it (non-durable in redb: its pages stay in memory until a checkpoint).
+    fn commit_group(&mut self, db: &Database, group: &[(Write, Reply)]) -> Result<Vec<WriteResult>, GroupError> {
+        let store = |e: anyhow::Error| GroupError::Store(e);
+        let mut tx = db.begin_write().map_err(|e| store(e.into()))?;
+        tx.set_durability(Durability::None).map_err(|e| store(e.into()))?;
+        let mut ops = Ops::default();
+        let results = apply_group(&tx, group, &mut ops).map_err(store)?;
+        if ops.as_bytes().is_empty() {
+            // Nothing changed (a flush, replays, a sweep with nothing due): nothing to make durable.
+            return Ok(results);
+        }
+        let seq = self.seq + 1;
+        let mut meta = tx.open_table(META).map_err(|e| store(e.into()))?;
+        meta.insert(REDO_SEQ, seq).map_err(|e| store(e.into()))?;
+        drop(meta);
+        let log = self.log.as_mut().expect("a log while not broken");
+        // The transaction is dropped (aborted) if this fails.
+        log.append(seq, &ops).map_err(GroupError::Log)?;
+        tx.commit().map_err(|e| store(e.into()))?;
+        self.seq = seq;
+        Ok(results)
+    }
+
+    fn checkpoint_if_due(&mut self, db: &Database) -> anyhow::Result<()> {
+        if self.log.as_ref().expect("a log while not broken").position() >= CHECKPOINT_LOG_BYTES {
+            self.checkpoint(db)?;
+        }
+        Ok(())
+    }
+
+    /// Makes redb durable (one durable commit writes every page dirtied since the last one,
+    /// once), then starts the redo log over.
+    fn checkpoint(&mut self, db: &Database) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let tx = db.begin_write()?;
+        tx.open_table(META)?.insert(REDO_SEQ, self.seq)?;
+        tx.commit()?;
+        self.log.as_mut().expect("a log while not broken").rewind();
+        self.metrics.store_checkpoint_us.observe(started.elapsed().as_micros() as u64);
+        Ok(())
+    }
+
     /// One attempt to reopen the store; `None` when it is open again.
-    fn reopen(&self, mut state: Broken) -> Option<Broken> {
+    fn reopen(&mut self, mut state: Broken) -> Option<Broken> {
         if Instant::now() < state.retry_at {
             return Some(state);
         }
@@ -690,9 +913,11 @@ impl Writer {
                 }
             }
         }
-        match open_database(&self.path, self.cache_bytes) {
-            Ok(db) => {
+        match open_store(&self.path, self.cache_bytes) {
+            Ok(Opened { db, log, seq }) => {
                 *self.db.write().expect("store lock poisoned") = Some(Arc::new(db));
+                self.log = Some(log);
+                self.seq = seq;
                 tracing::info!(after = %state.why, "store reopened");
                 None
             }
@@ -708,9 +933,9 @@ impl Writer {
     }
 }
 
-/// Applies a group of writes in one durable transaction. Either all commit or none.
-fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<WriteResult>> {
-    let tx = db.begin_write()?;
+/// Applies a group of writes to one transaction and records their changes in `ops` for the redo
+/// log. Either all commit or none.
+fn apply_group(tx: &WriteTransaction, group: &[(Write, Reply)], ops: &mut Ops) -> anyhow::Result<Vec<WriteResult>> {
     let mut results = Vec::with_capacity(group.len());
     let mut deltas = [0i64; OrderStatus::ALL.len()];
     {
@@ -723,8 +948,11 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
             let result = match write {
                 Write::Checkout { psid, order_id, expires_at_ms, session, order } => {
                     sessions.insert(psid.as_str(), session.as_slice())?;
+                    ops.put(table_id::SESSIONS, psid.as_bytes(), session);
                     orders.insert(order_id.as_str(), order.as_slice())?;
+                    ops.put(table_id::ORDERS, order_id.as_bytes(), order);
                     expiry.insert((*expires_at_ms, order_id.as_str()), ())?;
+                    ops.put(table_id::EXPIRY, &time_key(*expires_at_ms, order_id), &[]);
                     deltas[OrderStatus::Pending.index()] += 1;
                     WriteResult::Done
                 }
@@ -741,6 +969,7 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                             deltas[after.index()] += 1;
                         }
                         orders.insert(order_id.as_str(), p.updated.as_slice())?;
+                        ops.put(table_id::ORDERS, order_id.as_bytes(), &p.updated);
                         WriteResult::Order(p.status)
                     } else {
                         let current: Option<Order> = match orders.get(order_id.as_str())? {
@@ -755,7 +984,9 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                                     deltas[before.index()] -= 1;
                                     deltas[after.index()] += 1;
                                 }
-                                orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
+                                let record = serde_json::to_vec(&order)?;
+                                orders.insert(order_id.as_str(), record.as_slice())?;
+                                ops.put(table_id::ORDERS, order_id.as_bytes(), &record);
                                 WriteResult::Order(order.status)
                             }
                         }
@@ -764,6 +995,7 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                 Write::BenchResult { name, report } => {
                     if bench_results.len()? < BENCH_RESULTS_MAX as u64 || bench_results.get(name.as_str())?.is_some() {
                         bench_results.insert(name.as_str(), report.as_slice())?;
+                        ops.put(table_id::BENCH_RESULTS, name.as_bytes(), report);
                         WriteResult::Done
                     } else {
                         WriteResult::NotFound
@@ -772,7 +1004,9 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                 Write::Expire { due, now_ms } => {
                     let mut expired = 0;
                     for (at, order_id) in due {
-                        expiry.remove((*at, order_id.as_str()))?;
+                        if expiry.remove((*at, order_id.as_str()))?.is_some() {
+                            ops.delete(table_id::EXPIRY, &time_key(*at, order_id));
+                        }
                         // Most due entries are of orders paid or failed meanwhile: look at their
                         // status only.
                         let order: Option<Order> = match orders.get(order_id.as_str())? {
@@ -789,7 +1023,10 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                             deltas[OrderStatus::Pending.index()] -= 1;
                             deltas[OrderStatus::Expired.index()] += 1;
                             expired_log.insert((*now_ms, order_id.as_str()), ())?;
-                            orders.insert(order_id.as_str(), serde_json::to_vec(&order)?.as_slice())?;
+                            ops.put(table_id::EXPIRED_LOG, &time_key(*now_ms, order_id), &[]);
+                            let record = serde_json::to_vec(&order)?;
+                            orders.insert(order_id.as_str(), record.as_slice())?;
+                            ops.put(table_id::ORDERS, order_id.as_bytes(), &record);
                             expired += 1;
                         }
                     }
@@ -804,10 +1041,10 @@ fn apply_group(db: &Database, group: &[(Write, Reply)]) -> anyhow::Result<Vec<Wr
                 let current = counts.get(status.as_str())?.map(|v| v.value()).unwrap_or(0);
                 let updated = current.checked_add_signed(delta).expect("order counts never go negative");
                 counts.insert(status.as_str(), updated)?;
+                ops.put(table_id::COUNTS, status.as_str().as_bytes(), &updated.to_le_bytes());
             }
         }
     }
-    tx.commit()?;
     Ok(results)
 }
 
@@ -861,6 +1098,87 @@ mod tests {
             outcome: Some(Outcome { status, paid_at_ms: None, ticket_code: None, got_goodie: false }),
             prepared: None,
         }
+    }
+
+    /// Copies the store's two files as a crash would leave them: redb as of its last durable
+    /// commit, the redo log with every acknowledged group since.
+    fn crash_copy(from: &Path, to: &Path) {
+        std::fs::copy(from, to).unwrap();
+        std::fs::copy(redo_path(from), redo_path(to)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_survive_a_crash_before_any_checkpoint_through_the_redo_log() {
+        let dir = scratch("redo");
+        let path = dir.join("s.redb");
+        let (store, writer) = Store::open(&path, Default::default()).unwrap();
+        // One of every kind of write: checkouts, a payment, an expiry, a bench result.
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let (mut session, mut order) = order_and_session(n);
+            session.expires_at_ms = 1_000 + u64::from(n);
+            order.email = format!("fan{n}@example.com");
+            store.write(Write::checkout(&session, &order)).await.unwrap();
+            ids.push(order.order_id);
+        }
+        store.write(payment(&ids[0], "e0", OrderStatus::Paid)).await.unwrap();
+        let due = store.due_expiries(2_000, 10).unwrap();
+        assert_eq!(due.len(), 3);
+        assert_eq!(store.write(Write::Expire { due, now_ms: 2_000 }).await, Ok(WriteResult::Expired(2)));
+        let report = b"{\"phases\":[]}".to_vec();
+        store.write(Write::BenchResult { name: "run-1".into(), report: report.clone() }).await.unwrap();
+        let before = store.audit_snapshot().unwrap();
+
+        // The crash: the files as they are now (the log is far from a checkpoint).
+        let crashed = dir.join("crashed.redb");
+        crash_copy(&path, &crashed);
+        // Without its redo log the database has none of it: the log is what made it durable.
+        let bare = dir.join("bare.redb");
+        std::fs::copy(&path, &bare).unwrap();
+        let (bare_store, bare_writer) = Store::open(&bare, Default::default()).unwrap();
+        assert!(bare_store.orders().unwrap().is_empty(), "redb alone is checkpointed only");
+        drop(bare_store);
+        bare_writer.join();
+
+        let (replayed, replayed_writer) = Store::open(&crashed, Default::default()).unwrap();
+        let after = replayed.audit_snapshot().unwrap();
+        let orders = |s: &AuditSnapshot| s.orders.iter().map(|o| serde_json::to_string(o).unwrap()).collect::<Vec<_>>();
+        let sessions =
+            |s: &AuditSnapshot| s.sessions.iter().map(|o| serde_json::to_string(o).unwrap()).collect::<Vec<_>>();
+        assert_eq!(orders(&after), orders(&before));
+        assert_eq!(sessions(&after), sessions(&before));
+        assert_eq!(after.expiry, before.expiry);
+        assert_eq!(after.counts, before.counts);
+        assert!(after.counts.contains(&(OrderStatus::Expired, 2)) && after.counts.contains(&(OrderStatus::Paid, 1)));
+        assert_eq!(replayed.recent_expired(10).unwrap().len(), 2);
+        assert_eq!(replayed.bench_results().unwrap(), vec![("run-1".to_string(), report)]);
+        // Replayed and checkpointed: new writes follow, and a second crash replays only those.
+        let (session, order) = order_and_session(9);
+        replayed.write(Write::checkout(&session, &order)).await.unwrap();
+        let again = dir.join("again.redb");
+        crash_copy(&crashed, &again);
+        let (second, second_writer) = Store::open(&again, Default::default()).unwrap();
+        assert_eq!(second.orders().unwrap().len(), 4);
+        assert_eq!(second.order(&order.order_id).unwrap().unwrap().status, OrderStatus::Pending);
+
+        // A clean stop checkpoints: redb alone then holds everything.
+        drop((store, replayed, second));
+        writer.join();
+        replayed_writer.join();
+        second_writer.join();
+        let stopped = dir.join("stopped.redb");
+        std::fs::copy(&path, &stopped).unwrap();
+        let (stopped_store, stopped_writer) = Store::open(&stopped, Default::default()).unwrap();
+        assert_eq!(stopped_store.orders().unwrap().len(), 3);
+        drop(stopped_store);
+        stopped_writer.join();
+
+        // A log that does not belong to the database is refused, not half applied.
+        let fresh = dir.join("fresh.redb");
+        std::fs::copy(redo_path(&again), redo_path(&fresh)).unwrap();
+        let refused = Store::open(&fresh, Default::default()).err().expect("a foreign log is refused");
+        assert!(format!("{refused:#}").contains("do not belong together"), "{refused:#}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -1,0 +1,304 @@
+//! The store's redo log: what makes a group commit durable.
+//!
+//! Why it exists: redb makes a commit durable by writing every B-tree page the commit changed and
+//! fsyncing them. Payments arrive in random order, so each one rewrites its order on a page of
+//! its own: a group commit of ~70 payments wrote ~136 scattered 4 KiB pages (more than half of
+//! them branch pages) and fsynced them, about 3 ms. Instead, the writer applies a group to redb
+//! as a *non-durable* commit (redb keeps its pages in memory, spilling to the file without
+//! fsync), appends the group's changes to this log, fdatasyncs one sequential write (~0.15 ms),
+//! and only then commits and answers. Every so often a *checkpoint* makes redb durable (one
+//! durable commit writes each page dirtied since then once) and rewinds the log. After a crash,
+//! opening the store replays the records the last checkpoint does not contain.
+//!
+//! Records are *after-images* (the new value of each key a group wrote, or its removal), not the
+//! requests: replaying them needs no application logic and gives exactly what was acknowledged.
+//!
+//! Format: records back to back, each
+//!
+//! ```text
+//! crc32 (u32 LE, over the rest) | payload length (u32 LE) | seq (u64 LE) | payload
+//! payload = ops: table (u8) | kind (u8: 1 put, 2 delete) | key length (u32 LE) | key
+//!                [| value length (u32 LE) | value]          (put only)
+//! ```
+//!
+//! Seqs are consecutive. A checkpoint *rewinds* the log: new records overwrite old ones from the
+//! start, so the file stays allocated (an fdatasync that does not grow the file skips a metadata
+//! journal commit: 0.13 ms against 0.2 to 0.8 ms measured here). Reading stops at the first record
+//! that is torn, fails its checksum, or does not carry the next seq: that is either the tail a
+//! crash interrupted (its writers were never answered) or an older generation's leftovers.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context};
+
+const HEADER_BYTES: usize = 16;
+/// A record larger than this is a bug (a group is at most `GROUP_COMMIT_WRITES_MAX` writes).
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = 1 << 30;
+
+const PUT: u8 = 1;
+const DELETE: u8 = 2;
+
+/// One change to one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op<'a> {
+    Put { table: u8, key: &'a [u8], value: &'a [u8] },
+    Delete { table: u8, key: &'a [u8] },
+}
+
+/// The encoded changes of one group commit.
+#[derive(Debug, Default)]
+pub struct Ops {
+    bytes: Vec<u8>,
+}
+
+impl Ops {
+    pub fn put(&mut self, table: u8, key: &[u8], value: &[u8]) {
+        self.head(table, PUT, key);
+        self.bytes.extend_from_slice(&len_u32(value.len()).to_le_bytes());
+        self.bytes.extend_from_slice(value);
+    }
+
+    pub fn delete(&mut self, table: u8, key: &[u8]) {
+        self.head(table, DELETE, key);
+    }
+
+    fn head(&mut self, table: u8, kind: u8, key: &[u8]) {
+        self.bytes.push(table);
+        self.bytes.push(kind);
+        self.bytes.extend_from_slice(&len_u32(key.len()).to_le_bytes());
+        self.bytes.extend_from_slice(key);
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).expect("a key or value under 4 GiB")
+}
+
+/// Decodes a record's payload. The checksum passed, so a malformed payload is a bug (or a log
+/// written by an incompatible version): an error, never a guess.
+pub fn decode(payload: &[u8]) -> anyhow::Result<Vec<Op<'_>>> {
+    let mut ops = Vec::new();
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let (table, kind) = match rest {
+            [table, kind, ..] => (*table, *kind),
+            _ => bail!("redo op truncated"),
+        };
+        rest = &rest[2..];
+        let key = take_sized(&mut rest)?;
+        ops.push(match kind {
+            PUT => Op::Put { table, key, value: take_sized(&mut rest)? },
+            DELETE => Op::Delete { table, key },
+            other => bail!("unknown redo op kind {other}"),
+        });
+    }
+    Ok(ops)
+}
+
+fn take_sized<'a>(rest: &mut &'a [u8]) -> anyhow::Result<&'a [u8]> {
+    ensure!(rest.len() >= 4, "redo op truncated");
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    ensure!(rest.len() >= 4 + len, "redo op truncated");
+    let bytes = &rest[4..4 + len];
+    *rest = &rest[4 + len..];
+    Ok(bytes)
+}
+
+/// A record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// The open log. Appends go at `position`; bytes beyond it are an older generation's.
+pub struct RedoLog {
+    file: File,
+    path: PathBuf,
+    /// Where the next record goes: the bytes written since the last rewind.
+    position: u64,
+    /// Reused for every append.
+    buffer: Vec<u8>,
+}
+
+impl RedoLog {
+    /// Opens (or creates) the log and reads its current generation: the run of records from the
+    /// start whose seqs follow each other, beginning at any seq.
+    pub fn open(path: &Path) -> anyhow::Result<(RedoLog, Vec<Record>)> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening redo log {}", path.display()))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).with_context(|| format!("reading redo log {}", path.display()))?;
+        let (records, end) = parse(&bytes);
+        let log = RedoLog { file, path: path.to_path_buf(), position: end as u64, buffer: Vec::new() };
+        Ok((log, records))
+    }
+
+    /// Appends one record and waits until it is on disk.
+    pub fn append(&mut self, seq: u64, ops: &Ops) -> anyhow::Result<()> {
+        let payload = ops.as_bytes();
+        assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX, "redo record of {} bytes", payload.len());
+        self.buffer.clear();
+        self.buffer.extend_from_slice(&[0; 4]);
+        self.buffer.extend_from_slice(&len_u32(payload.len()).to_le_bytes());
+        self.buffer.extend_from_slice(&seq.to_le_bytes());
+        self.buffer.extend_from_slice(payload);
+        let crc = crc32fast::hash(&self.buffer[4..]);
+        self.buffer[..4].copy_from_slice(&crc.to_le_bytes());
+        let written = self.file.write_all_at(&self.buffer, self.position).and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // The record may be on disk in part, or whole: cut it off, so that what the writers
+            // are told (failed) is what a replay finds. If even that fails, the caller reopens
+            // the store, and the record is replayed or not; both are safe (ids are idempotent).
+            let _ = self.file.set_len(self.position).and_then(|()| self.file.sync_data());
+            return Err(e).with_context(|| format!("writing redo log {}", self.path.display()));
+        }
+        self.position += self.buffer.len() as u64;
+        Ok(())
+    }
+
+    /// Starts a new generation after a checkpoint: the next record overwrites the first.
+    /// Nothing is written: the old records carry lower seqs and are never replayed again.
+    pub fn rewind(&mut self) {
+        self.position = 0;
+    }
+
+    /// Bytes appended since the last rewind.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+}
+
+/// The records of the current generation and where they end.
+fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
+    let mut records: Vec<Record> = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= HEADER_BYTES {
+        let header = &bytes[at..at + HEADER_BYTES];
+        let crc = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+        let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+        let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        if len > RECORD_PAYLOAD_BYTES_MAX || bytes.len() - at - HEADER_BYTES < len {
+            break;
+        }
+        let end = at + HEADER_BYTES + len;
+        if crc32fast::hash(&bytes[at + 4..end]) != crc {
+            break;
+        }
+        if records.last().is_some_and(|last| last.seq.checked_add(1) != Some(seq)) {
+            break;
+        }
+        records.push(Record { seq, payload: bytes[at + HEADER_BYTES..end].to_vec() });
+        at = end;
+    }
+    (records, at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tigerfans-redo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("store.redo")
+    }
+
+    fn ops(n: u8) -> Ops {
+        let mut ops = Ops::default();
+        ops.put(1, &[n; 3], b"value");
+        ops.delete(2, b"gone");
+        ops.put(3, b"", b"");
+        ops
+    }
+
+    #[test]
+    fn ops_round_trip() {
+        let ops = ops(7);
+        assert_eq!(
+            decode(ops.as_bytes()).unwrap(),
+            vec![
+                Op::Put { table: 1, key: &[7, 7, 7], value: b"value" },
+                Op::Delete { table: 2, key: b"gone" },
+                Op::Put { table: 3, key: b"", value: b"" },
+            ]
+        );
+        let bytes = ops.as_bytes();
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err(), "a truncated op is an error");
+        assert!(decode(&[1, 9, 0, 0, 0, 0]).is_err(), "an unknown kind is an error");
+    }
+
+    #[test]
+    fn records_survive_reopen_and_a_torn_tail_is_cut_off() {
+        let path = scratch("torn");
+        let (mut log, records) = RedoLog::open(&path).unwrap();
+        assert!(records.is_empty());
+        for seq in 10..13 {
+            log.append(seq, &ops(seq as u8)).unwrap();
+        }
+        let end = log.position();
+        drop(log);
+        let (_, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [10, 11, 12]);
+        assert_eq!(decode(&records[1].payload).unwrap()[0], Op::Put { table: 1, key: &[11; 3], value: b"value" });
+
+        // A crash in the middle of the next append: half a record at the end.
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        let mut half = Ops::default();
+        half.put(1, b"half", &[0xAB; 100]);
+        file.write_all_at(&[0x55; 60], end).unwrap();
+        let (mut log, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.len(), 3, "the torn record is not replayed");
+        assert_eq!(log.position(), end, "and the next append overwrites it");
+        log.append(13, &half).unwrap();
+        let (_, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [10, 11, 12, 13]);
+
+        // A flipped bit in the middle record: reading stops before it.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = records[0].payload.len() + HEADER_BYTES;
+        bytes[second + HEADER_BYTES + 2] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [10]);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_rewound_log_reads_only_its_new_generation() {
+        let path = scratch("rewind");
+        let (mut log, _) = RedoLog::open(&path).unwrap();
+        for seq in 1..=5 {
+            log.append(seq, &ops(seq as u8)).unwrap();
+        }
+        log.rewind();
+        // Shorter records than the old ones: old bytes remain behind the new generation.
+        let mut small = Ops::default();
+        small.put(1, b"k", b"v");
+        log.append(6, &small).unwrap();
+        log.append(7, &small).unwrap();
+        let (_, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [6, 7]);
+        // Rewound and nothing new yet: the old generation is read, and the caller skips it by
+        // seq (the checkpoint holds it).
+        let (mut log, _) = RedoLog::open(&path).unwrap();
+        log.rewind();
+        drop(log);
+        let (_, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.first().map(|r| r.seq), Some(6));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
