@@ -13,6 +13,12 @@ use tigerfans::bench::{self, BenchOptions, PayOrder, Phase};
 use tigerfans::config::Config;
 use tigerfans::http::HttpLimits;
 
+/// Rust's allocations go to mimalloc: thread-local free lists instead of glibc's arena locks
+/// (the store writer, tokio's workers and the TigerBeetle client thread all allocate) and
+/// instead of musl's slow allocator in the static Pi builds.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tigerfans", version, about = "A ticketing appliance on TigerBeetle and redb")]
 #[command(args_conflicts_with_subcommands = true)]
@@ -196,6 +202,8 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     limit_malloc_arenas();
+    // SAFETY: reads a version number.
+    assert_eq!(unsafe { libmimalloc_sys::mi_version() } / 10_000, 3, "the allocator options are mimalloc 3's");
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -286,6 +294,31 @@ fn limit_malloc_arenas() {
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 1);
         }
+    }
+}
+
+/// mimalloc's options for a small RSS. By default it keeps freed memory for a second before
+/// returning it to the OS, and commits the memory of an arena when it makes one. Under load (256
+/// connections, a redb cache churning 4 KiB pages) that held 83 to 88 MiB of RSS against glibc's
+/// 56 MiB; returning memory at once and committing on demand measured 46 to 60 MiB at the same
+/// speed (webhooks 21,400 to 22,600/s against 19,600 to 19,900/s with glibc).
+///
+/// The commit option counts only for arenas made after it is set, and the first arena is made by
+/// the first allocation, before `main`: so this runs as a constructor, ahead of mimalloc's own
+/// (priority 101) and of the Rust runtime.
+#[used]
+#[link_section = ".init_array.00100"]
+static SET_ALLOCATOR_OPTIONS: extern "C" fn() = set_allocator_options;
+
+extern "C" fn set_allocator_options() {
+    // mimalloc 3's option numbers (`mi_option_e` in mimalloc.h; retired options keep their slots,
+    // so these stay put). The crate's bindings do not name these two.
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: setters of allocator parameters; they allocate nothing.
+    unsafe {
+        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
     }
 }
 
