@@ -281,12 +281,11 @@ fn audit(args: AuditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// glibc gives every thread that allocates an arena of its own (up to 8 per core), and memory
-/// freed in one arena is not reused by the others: with tokio's workers, the store writer and the
-/// TigerBeetle client thread that fragmented into tens of MiB of RSS. One arena measured as fast
-/// as two on 2 cores (webhooks 28,800/s against 28,400/s) with 9 to 12 MiB less RSS under load.
-/// (musl builds have one allocator and no such knob.) glibc's own `MALLOC_ARENA_MAX`, when set,
-/// is left to decide.
+/// What still allocates with C's `malloc` (the TigerBeetle client; Rust's allocations go to
+/// mimalloc) uses glibc's arenas, one per allocating thread by default (up to 8 per core), and
+/// memory freed in one arena is not reused by the others. When all allocations went through
+/// glibc that fragmented into tens of MiB of RSS; one arena measured as fast as two. (musl builds
+/// have one allocator and no such knob.) glibc's own `MALLOC_ARENA_MAX`, when set, decides.
 fn limit_malloc_arenas() {
     #[cfg(target_env = "gnu")]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
@@ -304,8 +303,11 @@ fn limit_malloc_arenas() {
 /// speed (webhooks 21,400 to 22,600/s against 19,600 to 19,900/s with glibc).
 ///
 /// The commit option counts only for arenas made after it is set, and the first arena is made by
-/// the first allocation, before `main`: so this runs as a constructor, ahead of mimalloc's own
-/// (priority 101) and of the Rust runtime.
+/// the first allocation, before `main`: so this runs as a constructor. Linkers order
+/// `.init_array.NNNNN` sections by number, so priority 100 runs before mimalloc's own constructor
+/// (101 when built with clang, later with gcc) and before anything that allocates. (Priorities up
+/// to 100 are nominally the toolchain's; Rust's std uses 99 on glibc, for argv only.) These are
+/// defaults: `MIMALLOC_ARENA_EAGER_COMMIT` and `MIMALLOC_PURGE_DELAY` in the environment still win.
 #[used]
 #[link_section = ".init_array.00100"]
 static SET_ALLOCATOR_OPTIONS: extern "C" fn() = set_allocator_options;
@@ -315,10 +317,14 @@ extern "C" fn set_allocator_options() {
     // so these stay put). The crate's bindings do not name these two.
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: setters of allocator parameters; they allocate nothing.
+    // SAFETY: a constant, and setters of allocator parameters: stores into a static table, no
+    // allocation, no thread-local state.
     unsafe {
-        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        if libmimalloc_sys::mi_version() / 10_000 != 3 {
+            return; // `serve` asserts the version loudly; a constructor must not panic.
+        }
+        libmimalloc_sys::mi_option_set_default(ARENA_EAGER_COMMIT, 0);
+        libmimalloc_sys::mi_option_set_default(PURGE_DELAY, 0);
     }
 }
 

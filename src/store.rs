@@ -727,14 +727,26 @@ struct Broken {
     retry_at: Instant,
 }
 
-/// How a group commit failed.
+/// How a group commit failed. Its writers are told it failed; in the `Reopen` case the group
+/// may still be in the log and be replayed by the reopen (as after a crash right after it).
 enum GroupError {
-    /// The redo log could not be written: this group failed, nothing else did (the log cut
-    /// off whatever it wrote of it); the next group may succeed (a disk with space again).
+    /// The redo log could not be written and cut off what it wrote: this group failed, nothing
+    /// else did; the next group may succeed (a disk with space again).
     Log(anyhow::Error),
-    /// Anything else: a redb error (the database must be reopened) or a record that does not
-    /// decode (a bug: this group fails, the database stays).
-    Store(anyhow::Error),
+    /// A redb error, or a log that could not be cut back: the store must be reopened.
+    Reopen(anyhow::Error),
+    /// A record that does not decode (a bug): this group fails, the database stays.
+    Bug(anyhow::Error),
+}
+
+impl GroupError {
+    fn store(e: anyhow::Error) -> GroupError {
+        if is_redb_error(&e) {
+            GroupError::Reopen(e)
+        } else {
+            GroupError::Bug(e)
+        }
+    }
 }
 
 impl Writer {
@@ -808,7 +820,7 @@ impl Writer {
                     }
                     None
                 }
-                Err(GroupError::Store(e)) if !is_redb_error(&e) => {
+                Err(GroupError::Bug(e)) => {
                     // Not the storage (a record that does not decode: a bug): fail these writes,
                     // keep the database.
                     let why = format!("{e:#}");
@@ -818,7 +830,7 @@ impl Writer {
                     }
                     None
                 }
-                Err(GroupError::Store(e)) => {
+                Err(GroupError::Reopen(e)) => {
                     let why = format!("{e:#}");
                     for (_, reply) in group.drain(..) {
                         let _ = reply.send(Err(StoreError::Failed(why.clone())));
@@ -858,7 +870,7 @@ impl Writer {
     /// Applies a group in one redb transaction, makes it durable in the redo log, then commits
     /// it (non-durable in redb: its pages stay in memory until a checkpoint).
     fn commit_group(&mut self, db: &Database, group: &[(Write, Reply)]) -> Result<Vec<WriteResult>, GroupError> {
-        let store = |e: anyhow::Error| GroupError::Store(e);
+        let store = GroupError::store;
         let mut tx = db.begin_write().map_err(|e| store(e.into()))?;
         tx.set_durability(Durability::None).map_err(|e| store(e.into()))?;
         let mut ops = Ops::default();
@@ -873,7 +885,13 @@ impl Writer {
         drop(meta);
         let log = self.log.as_mut().expect("a log while not broken");
         // The transaction is dropped (aborted) if this fails.
-        log.append(seq, &ops).map_err(GroupError::Log)?;
+        log.append(seq, &ops).map_err(|e| {
+            if e.cut_off {
+                GroupError::Log(e.error)
+            } else {
+                GroupError::Reopen(e.error)
+            }
+        })?;
         tx.commit().map_err(|e| store(e.into()))?;
         self.seq = seq;
         Ok(results)
@@ -1100,8 +1118,9 @@ mod tests {
         }
     }
 
-    /// Copies the store's two files as a crash would leave them: redb as of its last durable
-    /// commit, the redo log with every acknowledged group since.
+    /// Copies the store's two files as a kill -9 would leave them (from the page cache, so not a
+    /// power loss): redb as of its last durable commit, the redo log with every acknowledged
+    /// group since.
     fn crash_copy(from: &Path, to: &Path) {
         std::fs::copy(from, to).unwrap();
         std::fs::copy(redo_path(from), redo_path(to)).unwrap();
@@ -1172,6 +1191,15 @@ mod tests {
         assert_eq!(stopped_store.orders().unwrap().len(), 3);
         drop(stopped_store);
         stopped_writer.join();
+        // Reopened with its own log, whose records the database already holds: none is applied
+        // again, and the store takes new writes after them.
+        let (reopened, reopened_writer) = Store::open(&path, Default::default()).unwrap();
+        assert_eq!(reopened.audit_snapshot().unwrap().counts, before.counts);
+        let (session, order) = order_and_session(10);
+        reopened.write(Write::checkout(&session, &order)).await.unwrap();
+        assert_eq!(reopened.orders().unwrap().len(), 4);
+        drop(reopened);
+        reopened_writer.join();
 
         // A log that does not belong to the database is refused, not half applied.
         let fresh = dir.join("fresh.redb");

@@ -111,6 +111,17 @@ fn take_sized<'a>(rest: &mut &'a [u8]) -> anyhow::Result<&'a [u8]> {
     Ok(bytes)
 }
 
+/// A failed append.
+#[derive(Debug)]
+pub struct AppendError {
+    pub error: anyhow::Error,
+    /// Whether the log was cut back to before the record. If not, the record may be whole on
+    /// disk and a later open would replay it: the caller must reopen the store now, so that the
+    /// log and the database agree again (the writers told "failed" may then find their write
+    /// applied, as after a crash just after it; ids make that safe).
+    pub cut_off: bool,
+}
+
 /// A record read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -132,6 +143,7 @@ impl RedoLog {
     /// Opens (or creates) the log and reads its current generation: the run of records from the
     /// start whose seqs follow each other, beginning at any seq.
     pub fn open(path: &Path) -> anyhow::Result<(RedoLog, Vec<Record>)> {
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -139,6 +151,13 @@ impl RedoLog {
             .truncate(false)
             .open(path)
             .with_context(|| format!("opening redo log {}", path.display()))?;
+        if created {
+            // The new file's name must survive a power loss as well as its records.
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing the directory of {}", path.display()))?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).with_context(|| format!("reading redo log {}", path.display()))?;
         let (records, end) = parse(&bytes);
@@ -147,7 +166,7 @@ impl RedoLog {
     }
 
     /// Appends one record and waits until it is on disk.
-    pub fn append(&mut self, seq: u64, ops: &Ops) -> anyhow::Result<()> {
+    pub fn append(&mut self, seq: u64, ops: &Ops) -> Result<(), AppendError> {
         let payload = ops.as_bytes();
         assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX, "redo record of {} bytes", payload.len());
         self.buffer.clear();
@@ -160,10 +179,10 @@ impl RedoLog {
         let written = self.file.write_all_at(&self.buffer, self.position).and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             // The record may be on disk in part, or whole: cut it off, so that what the writers
-            // are told (failed) is what a replay finds. If even that fails, the caller reopens
-            // the store, and the record is replayed or not; both are safe (ids are idempotent).
-            let _ = self.file.set_len(self.position).and_then(|()| self.file.sync_data());
-            return Err(e).with_context(|| format!("writing redo log {}", self.path.display()));
+            // are told (failed) is what a replay finds.
+            let cut_off = self.file.set_len(self.position).and_then(|()| self.file.sync_data()).is_ok();
+            let error = anyhow::Error::new(e).context(format!("writing redo log {}", self.path.display()));
+            return Err(AppendError { error, cut_off });
         }
         self.position += self.buffer.len() as u64;
         Ok(())
@@ -255,17 +274,33 @@ mod tests {
         assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [10, 11, 12]);
         assert_eq!(decode(&records[1].payload).unwrap()[0], Op::Put { table: 1, key: &[11; 3], value: b"value" });
 
-        // A crash in the middle of the next append: half a record at the end.
+        // The bytes record 13 would have, from a log of its own.
+        let mut next = Ops::default();
+        next.put(1, b"next", &[0xAB; 100]);
+        let other = path.with_extension("other");
+        let (mut other_log, _) = RedoLog::open(&other).unwrap();
+        other_log.append(13, &next).unwrap();
+        let record_13 = std::fs::read(&other).unwrap();
         let file = OpenOptions::new().write(true).open(&path).unwrap();
-        let mut half = Ops::default();
-        half.put(1, b"half", &[0xAB; 100]);
-        file.write_all_at(&[0x55; 60], end).unwrap();
-        let (mut log, records) = RedoLog::open(&path).unwrap();
+        // A crash in the middle of that append: its header and half its payload at the end.
+        file.write_all_at(&record_13[..record_13.len() / 2], end).unwrap();
+        let (_, records) = RedoLog::open(&path).unwrap();
         assert_eq!(records.len(), 3, "the torn record is not replayed");
+        // All of it, but one payload byte wrong: its checksum fails.
+        let mut corrupt = record_13.clone();
+        corrupt[HEADER_BYTES + 3] ^= 1;
+        file.write_all_at(&corrupt, end).unwrap();
+        let (mut log, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.len(), 3, "a record failing its checksum is not replayed");
         assert_eq!(log.position(), end, "and the next append overwrites it");
-        log.append(13, &half).unwrap();
+        log.append(13, &next).unwrap();
         let (_, records) = RedoLog::open(&path).unwrap();
         assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [10, 11, 12, 13]);
+        assert_eq!(
+            std::fs::read(&path).unwrap()[end as usize..],
+            record_13[..],
+            "the same bytes as an append elsewhere"
+        );
 
         // A flipped bit in the middle record: reading stops before it.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -285,10 +320,14 @@ mod tests {
             log.append(seq, &ops(seq as u8)).unwrap();
         }
         log.rewind();
-        // Shorter records than the old ones: old bytes remain behind the new generation.
+        // A record exactly as long as the first old one: the old records behind it are whole and
+        // pass their checksums; only their seqs (2, 3, ... after 6) end the new generation.
+        log.append(6, &ops(1)).unwrap();
+        let (_, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [6]);
+        // Shorter records than the old ones: old bytes remain behind the new generation, cut.
         let mut small = Ops::default();
         small.put(1, b"k", b"v");
-        log.append(6, &small).unwrap();
         log.append(7, &small).unwrap();
         let (_, records) = RedoLog::open(&path).unwrap();
         assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [6, 7]);
