@@ -338,7 +338,18 @@ impl Store {
         metrics: Arc<Metrics>,
         cache_bytes: usize,
     ) -> anyhow::Result<(Store, WriterHandle)> {
+        Store::open_with_checkpoints(path, metrics, cache_bytes, CHECKPOINT_LOG_BYTES)
+    }
+
+    /// `checkpoint_log_bytes`: the redo log's size that triggers a checkpoint (tests make it small).
+    pub fn open_with_checkpoints(
+        path: &Path,
+        metrics: Arc<Metrics>,
+        cache_bytes: usize,
+        checkpoint_log_bytes: u64,
+    ) -> anyhow::Result<(Store, WriterHandle)> {
         assert!(cache_bytes >= CACHE_BYTES_MIN);
+        assert!(checkpoint_log_bytes > 0);
         let Opened { db, log, seq } = open_store(path, cache_bytes)?;
         let db: SharedDb = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
@@ -351,6 +362,7 @@ impl Store {
             commits: commits_tx,
             log: Some(log),
             seq,
+            checkpoint_log_bytes,
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -717,6 +729,8 @@ struct Writer {
     log: Option<RedoLog>,
     /// The seq of the last redo record, in the log and in redb.
     seq: u64,
+    /// `CHECKPOINT_LOG_BYTES` but in tests.
+    checkpoint_log_bytes: u64,
 }
 
 /// Why the store cannot take writes, and what is left of the database that failed.
@@ -898,7 +912,7 @@ impl Writer {
     }
 
     fn checkpoint_if_due(&mut self, db: &Database) -> anyhow::Result<()> {
-        if self.log.as_ref().expect("a log while not broken").position() >= CHECKPOINT_LOG_BYTES {
+        if self.log.as_ref().expect("a log while not broken").position() >= self.checkpoint_log_bytes {
             self.checkpoint(db)?;
         }
         Ok(())
@@ -1206,6 +1220,40 @@ mod tests {
         std::fs::copy(redo_path(&again), redo_path(&fresh)).unwrap();
         let refused = Store::open(&fresh, Default::default()).err().expect("a foreign log is refused");
         assert!(format!("{refused:#}").contains("do not belong together"), "{refused:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn checkpoints_make_redb_durable_and_a_crash_after_them_replays_only_the_rest() {
+        let dir = scratch("checkpoints");
+        let path = dir.join("s.redb");
+        let metrics = Arc::new(Metrics::default());
+        // A checkpoint once the log holds 2 KiB: every few checkouts here (23 of them, a
+        // prime, so that the last few are in the log only, whatever a record's exact size).
+        let (store, writer) = Store::open_with_checkpoints(&path, metrics.clone(), CACHE_BYTES, 2048).unwrap();
+        for n in 0..23 {
+            let (session, order) = order_and_session(n);
+            store.write(Write::checkout(&session, &order)).await.unwrap();
+        }
+        let checkpoints = metrics.store_checkpoint_us.count();
+        assert!(checkpoints >= 3, "{checkpoints} checkpoints");
+        let before = store.audit_snapshot().unwrap();
+        let crashed = dir.join("crashed.redb");
+        crash_copy(&path, &crashed);
+        let bare = dir.join("bare.redb");
+        std::fs::copy(&path, &bare).unwrap();
+        let (bare_store, bare_writer) = Store::open(&bare, Default::default()).unwrap();
+        let checkpointed = bare_store.orders().unwrap().len();
+        assert!((10..23).contains(&checkpointed), "redb alone holds what was checkpointed: {checkpointed}");
+        drop(bare_store);
+        bare_writer.join();
+        let (replayed, replayed_writer) = Store::open(&crashed, Default::default()).unwrap();
+        let after = replayed.audit_snapshot().unwrap();
+        assert_eq!(after.orders.len(), 23);
+        assert_eq!((after.expiry, after.counts), (before.expiry, before.counts));
+        drop((store, replayed));
+        writer.join();
+        replayed_writer.join();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
