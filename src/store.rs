@@ -650,10 +650,9 @@ fn open_store(path: &Path, cache_bytes: usize) -> anyhow::Result<Opened> {
             log_path.display(),
             record.seq
         );
-        let ops = redo::decode(&record.payload)
+        redo::decode(&record.payload)
             .and_then(|ops| apply_ops(&tx, &ops))
             .with_context(|| format!("replaying redo record {} of {}", record.seq, log_path.display()))?;
-        let () = ops;
         seq = record.seq;
     }
     tx.open_table(META)?.insert(REDO_SEQ, seq)?;
