@@ -1139,6 +1139,19 @@ mod tests {
         std::fs::copy(redo_path(from), redo_path(to)).unwrap();
     }
 
+    /// How many orders a store's redb file holds by itself, without its redo log: what
+    /// checkpoints made durable.
+    fn orders_without_the_log(path: &Path) -> usize {
+        let bare = path.with_file_name("bare.redb");
+        std::fs::copy(path, &bare).unwrap();
+        let _ = std::fs::remove_file(redo_path(&bare));
+        let (store, writer) = Store::open(&bare, Default::default()).unwrap();
+        let orders = store.orders().unwrap().len();
+        drop(store);
+        writer.join();
+        orders
+    }
+
     #[tokio::test]
     async fn acknowledged_writes_survive_a_crash_before_any_checkpoint_through_the_redo_log() {
         let dir = scratch("redo");
@@ -1165,12 +1178,7 @@ mod tests {
         let crashed = dir.join("crashed.redb");
         crash_copy(&path, &crashed);
         // Without its redo log the database has none of it: the log is what made it durable.
-        let bare = dir.join("bare.redb");
-        std::fs::copy(&path, &bare).unwrap();
-        let (bare_store, bare_writer) = Store::open(&bare, Default::default()).unwrap();
-        assert!(bare_store.orders().unwrap().is_empty(), "redb alone is checkpointed only");
-        drop(bare_store);
-        bare_writer.join();
+        assert_eq!(orders_without_the_log(&path), 0, "redb alone is checkpointed only");
 
         let (replayed, replayed_writer) = Store::open(&crashed, Default::default()).unwrap();
         let after = replayed.audit_snapshot().unwrap();
@@ -1239,13 +1247,8 @@ mod tests {
         let before = store.audit_snapshot().unwrap();
         let crashed = dir.join("crashed.redb");
         crash_copy(&path, &crashed);
-        let bare = dir.join("bare.redb");
-        std::fs::copy(&path, &bare).unwrap();
-        let (bare_store, bare_writer) = Store::open(&bare, Default::default()).unwrap();
-        let checkpointed = bare_store.orders().unwrap().len();
+        let checkpointed = orders_without_the_log(&path);
         assert!((10..23).contains(&checkpointed), "redb alone holds what was checkpointed: {checkpointed}");
-        drop(bare_store);
-        bare_writer.join();
         let (replayed, replayed_writer) = Store::open(&crashed, Default::default()).unwrap();
         let after = replayed.audit_snapshot().unwrap();
         assert_eq!(after.orders.len(), 23);
