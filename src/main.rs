@@ -14,8 +14,8 @@ use tigerfans::config::Config;
 use tigerfans::http::HttpLimits;
 
 /// Rust's allocations go to mimalloc: thread-local free lists instead of glibc's arena locks
-/// (the store writer, tokio's workers and the TigerBeetle client thread all allocate) and
-/// instead of musl's slow allocator in the static Pi builds.
+/// (the store writer waited on them while tokio's workers allocated), and the same allocator in
+/// the static musl builds for the Pi as on glibc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
