@@ -755,6 +755,8 @@ mod tests {
             ticket_code: None,
             got_goodie: false,
             event_keys: Vec::new(),
+            ticket_hold_id: num * 10,
+            goodie_hold_id: None,
         };
         let session = Session {
             psid,

@@ -65,6 +65,13 @@ impl PaymentLocks {
     }
 }
 
+/// The holds a payment event posts or voids.
+#[derive(Debug, Clone, Copy)]
+struct Holds {
+    ticket: u128,
+    goodie: Option<u128>,
+}
+
 /// A use case's refusal, mapped one-to-one onto an HTTP status by `http`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowError {
@@ -263,6 +270,8 @@ impl App {
             ticket_code: None,
             got_goodie: false,
             event_keys: Vec::new(),
+            ticket_hold_id,
+            goodie_hold_id: session.goodie_hold_id,
         };
         self.store.write(Write::checkout(&session, &order)).await?;
         self.metrics.stage(stage::CHECKOUT_STORE, &mut clock);
@@ -279,26 +288,34 @@ impl App {
         self.metrics.payment_events.add(1);
         // One event per order at a time, from the read of its state to the write of its outcome.
         let _order_lock = self.payment_locks.stripe(&event.payment_session_id).lock().await;
-        let (session, order) = store_read(self.store.payment_context(&event.payment_session_id))?;
-        let session = session.ok_or_else(|| FlowError::NotFound("unknown payment session".into()))?;
-        if session.order_id != event.order_id {
-            return Err(FlowError::BadRequest("order_id does not match the payment session".into()));
-        }
-        if session.amount != event.amount || session.currency != event.currency {
+        // One read: the order carries its session's holds. Only a mismatch (or an order written
+        // before it did) reads the session, to answer exactly as the session would.
+        let found = store_read(self.store.payment_order(&event.order_id))?;
+        let (order, record) = match found {
+            Some((order, record)) if order.psid == event.payment_session_id => (order, record),
+            _ => return Err(self.payment_refusal(&event)?),
+        };
+        if order.amount != event.amount || order.currency != event.currency {
             return Err(FlowError::BadRequest("amount or currency does not match the payment session".into()));
         }
-        let (order, record) = order.ok_or_else(|| FlowError::NotFound("unknown order".into()))?;
+        let holds = if order.ticket_hold_id != 0 {
+            Holds { ticket: order.ticket_hold_id, goodie: order.goodie_hold_id }
+        } else {
+            let session = store_read(self.store.session(&event.payment_session_id))?
+                .ok_or_else(|| FlowError::NotFound("unknown payment session".into()))?;
+            Holds { ticket: session.ticket_hold_id, goodie: session.goodie_hold_id }
+        };
         if order.event_keys.iter().any(|k| *k == event.idempotency_key) {
             return Ok(PaymentOk::Replay);
         }
 
         self.metrics.stage(stage::WEBHOOK_VERIFY_READ, &mut clock);
-        let outcome = if order.status.is_open() { self.settle(&session, event.kind).await? } else { None };
+        let outcome = if order.status.is_open() { self.settle(&order, holds, event.kind).await? } else { None };
         self.metrics.stage(stage::WEBHOOK_TIGERBEETLE, &mut clock);
         // Encoded here, on whichever core runs this handler; the writer only compares and inserts.
         let prepared = order.prepare_payment(record, &event.idempotency_key, outcome.as_ref());
         let write = Write::Payment {
-            order_id: session.order_id.clone(),
+            order_id: order.order_id.clone(),
             event_key: event.idempotency_key,
             outcome,
             prepared: Some(prepared),
@@ -315,9 +332,8 @@ impl App {
 
     /// Moves the holds in TigerBeetle for a payment outcome. `None`: another event already
     /// settled them the other way (it won the race; its write decides the order).
-    async fn settle(&self, session: &Session, kind: EventType) -> Result<Option<Outcome>, FlowError> {
-        let ticket = session.ticket_hold_id;
-        let goodie = session.goodie_hold_id;
+    async fn settle(&self, order: &Order, holds: Holds, kind: EventType) -> Result<Option<Outcome>, FlowError> {
+        let Holds { ticket, goodie } = holds;
         match kind {
             EventType::Succeeded => {
                 let mut transfers = vec![accounting::post(ticket)];
@@ -329,9 +345,9 @@ impl App {
                 let status = match results[0] {
                     r if r.is_success() || r == TransferResult::PendingAlreadyPosted => OrderStatus::Paid,
                     TransferResult::PendingAlreadyVoided => return Ok(None),
-                    TransferResult::PendingExpired => self.book_now(session).await?,
+                    TransferResult::PendingExpired => self.book_now(order, ticket).await?,
                     other => {
-                        tracing::error!(?other, order_id = %session.order_id, "posting ticket hold");
+                        tracing::error!(?other, order_id = %order.order_id, "posting ticket hold");
                         return Err(FlowError::Unavailable(format!("posting the hold refused: {other:?}")));
                     }
                 };
@@ -355,7 +371,7 @@ impl App {
                     }
                     TransferResult::PendingAlreadyPosted => return Ok(None),
                     other => {
-                        tracing::error!(?other, order_id = %session.order_id, "voiding ticket hold");
+                        tracing::error!(?other, order_id = %order.order_id, "voiding ticket hold");
                         return Err(FlowError::Unavailable(format!("voiding the hold refused: {other:?}")));
                     }
                 }
@@ -365,6 +381,19 @@ impl App {
         }
     }
 
+    /// Why an event names no order of ours under its session, in the session's terms (the cold
+    /// path: the hot one reads only the order).
+    fn payment_refusal(&self, event: &Event) -> Result<FlowError, FlowError> {
+        let session = store_read(self.store.session(&event.payment_session_id))?;
+        Ok(match session {
+            None => FlowError::NotFound("unknown payment session".into()),
+            Some(session) if session.order_id != event.order_id => {
+                FlowError::BadRequest("order_id does not match the payment session".into())
+            }
+            Some(_) => FlowError::NotFound("unknown order".into()),
+        })
+    }
+
     /// Whether a book-now transfer exists for this hold.
     async fn booked_after_expiry(&self, hold_id: u128) -> Result<bool, FlowError> {
         let found = self.lookup(self.ledger.lookup_transfers(vec![accounting::book_now_id(hold_id)])).await?;
@@ -372,16 +401,16 @@ impl App {
     }
 
     /// The hold expired before the payment arrived: take a unit now if one is left.
-    async fn book_now(&self, session: &Session) -> Result<OrderStatus, FlowError> {
-        let order_num = parse_order_id(&session.order_id).expect("order ids are ours");
+    async fn book_now(&self, order: &Order, ticket_hold_id: u128) -> Result<OrderStatus, FlowError> {
+        let order_num = parse_order_id(&order.order_id).expect("order ids are ours");
         let transfer =
-            accounting::book_now(self.config.ledger, Resource::class(&session.cls), session.ticket_hold_id, order_num);
+            accounting::book_now(self.config.ledger, Resource::class(&order.cls), ticket_hold_id, order_num);
         let results = self.transfers(vec![transfer]).await?;
         match results[0] {
             r if r.is_success() => Ok(OrderStatus::Paid),
             TransferResult::ExceedsCredits | TransferResult::IdAlreadyFailed => Ok(OrderStatus::PaidUnfulfilled),
             other => {
-                tracing::error!(?other, order_id = %session.order_id, "booking an expired hold");
+                tracing::error!(?other, order_id = %order.order_id, "booking an expired hold");
                 Err(FlowError::Unavailable(format!("booking refused: {other:?}")))
             }
         }

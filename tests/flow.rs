@@ -184,7 +184,18 @@ async fn bad_webhooks_get_4xx_and_change_nothing() {
     let mut unknown: Value = serde_json::from_slice(&good).unwrap();
     unknown["payment_session_id"] = json!("ps_00000000000000000000000000000000");
     let (status, reply) = http.webhook(&serde_json::to_vec(&unknown).unwrap()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+    assert_eq!((status, &reply["detail"]), (StatusCode::NOT_FOUND, &json!("unknown payment session")), "{reply}");
+
+    // Another order's session with this order's id, and this session with another order's id:
+    // the order is read by its id, so the session it names must be the event's.
+    let (_, other) = http.checkout("A", "other@example.com").await;
+    for (field, value) in [("payment_session_id", json!(psid_of(&other))), ("order_id", other["order_id"].clone())] {
+        let mut crossed: Value = serde_json::from_slice(&good).unwrap();
+        crossed[field] = value;
+        let (status, reply) = http.webhook(&serde_json::to_vec(&crossed).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {reply}");
+        assert_eq!(reply["detail"], "order_id does not match the payment session", "{field}: {reply}");
+    }
 
     // Amount or currency not matching the session.
     for (field, value) in [("amount", json!(1)), ("currency", json!("USD")), ("order_id", json!("nope"))] {
@@ -202,11 +213,54 @@ async fn bad_webhooks_get_4xx_and_change_nothing() {
     // Nothing changed: the order is still pending, its hold still held.
     assert_eq!(http.order(order_id).await["status"], "PENDING");
     let inventory = http.inventory().await;
-    assert_eq!(inventory["A"]["active_holds"], 1);
+    assert_eq!(inventory["A"]["active_holds"], 2);
     assert_eq!(inventory["A"]["sold"], 0);
 
     // And the good event still works afterwards.
     assert_eq!(http.webhook(&good).await.1["order_status"], "PAID");
+    server.assert_audit_passes().await;
+}
+
+/// Orders written before they carried their session's hold ids: a webhook finds the holds in the
+/// session instead, and every outcome still moves the right units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_without_hold_ids_are_paid_through_their_session() {
+    let mut server = Server::start(config(10, 100, 300)).await;
+    let (_, paid) = server.http.checkout("A", "fan@example.com").await;
+    let (_, failed) = server.http.checkout("A", "fan@example.com").await;
+    assert_eq!(server.terminate().code(), Some(0));
+
+    // What an older release wrote: the order without `ticket_hold_id` / `goodie_hold_id`.
+    use redb::ReadableTable;
+    const ORDERS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("orders");
+    {
+        let db = redb::Database::create(server.data_dir.join("tigerfans.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut orders = tx.open_table(ORDERS).unwrap();
+            for checkout in [&paid, &failed] {
+                let order_id = checkout["order_id"].as_str().unwrap();
+                let mut order: Value = serde_json::from_slice(orders.get(order_id).unwrap().unwrap().value()).unwrap();
+                let fields = order.as_object_mut().unwrap();
+                assert!(fields.remove("ticket_hold_id").is_some(), "new orders carry their holds: {order}");
+                assert!(fields.remove("goodie_hold_id").is_some(), "{order}");
+                orders.insert(order_id, serde_json::to_vec(&order).unwrap().as_slice()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    server.restart().await;
+    let http = &server.http;
+
+    let (status, reply) = http.webhook(&event("succeeded", &paid, &unique_key("s"))).await;
+    assert_eq!((status, &reply["order_status"]), (StatusCode::OK, &json!("PAID")), "{reply}");
+    let (status, reply) = http.webhook(&event("failed", &failed, &unique_key("f"))).await;
+    assert_eq!((status, &reply["order_status"]), (StatusCode::OK, &json!("FAILED")), "{reply}");
+    let order = http.order(paid["order_id"].as_str().unwrap()).await;
+    assert_eq!((&order["status"], order["got_goodie"].as_bool()), (&json!("PAID"), Some(true)), "{order}");
+    let inventory = http.inventory().await;
+    assert_eq!((&class(&inventory, "A")["sold"], &class(&inventory, "A")["active_holds"]), (&json!(1), &json!(0)));
+    assert_eq!((&inventory["goodies"]["used"], &inventory["goodies"]["active_holds"]), (&json!(1), &json!(0)));
     server.assert_audit_passes().await;
 }
 
