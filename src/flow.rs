@@ -408,8 +408,7 @@ impl App {
     /// The hold expired before the payment arrived: take a unit now if one is left.
     async fn book_now(&self, order: &Order, ticket_hold_id: u128) -> Result<OrderStatus, FlowError> {
         let order_num = parse_order_id(&order.order_id).expect("order ids are ours");
-        let transfer =
-            accounting::book_now(self.config.ledger, Resource::class(&order.cls), ticket_hold_id, order_num);
+        let transfer = accounting::book_now(self.config.ledger, Resource::class(&order.cls), ticket_hold_id, order_num);
         let results = self.transfers(vec![transfer]).await?;
         match results[0] {
             r if r.is_success() => Ok(OrderStatus::Paid),
