@@ -163,6 +163,7 @@ pub struct Metrics {
     pub store_commit_writes: Histogram,
     pub store_commit_us: Histogram,
     pub store_checkpoint_us: Histogram,
+    pub store_flush_us: Histogram,
     pub checkouts: Counter,
     pub sold_out: Counter,
     pub payment_events: Counter,
@@ -234,6 +235,11 @@ impl Metrics {
             &mut out,
             "tigerfans_store_checkpoint_microseconds",
             "Latency of a store checkpoint (a durable redb commit, after which the redo log starts over).",
+        );
+        self.store_flush_us.render(
+            &mut out,
+            "tigerfans_store_flush_microseconds",
+            "Latency of the store's background fdatasync of its redb file (off the writer's path).",
         );
         for (name, counter) in [
             ("tigerfans_checkouts_total", &self.checkouts),

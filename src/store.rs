@@ -11,6 +11,7 @@
 //! On disk the store is two files: `NAME.redb` (redb, made durable at checkpoints) and
 //! `NAME.redo` (the redo log since the last checkpoint). Opening the store replays the log.
 
+mod flusher;
 mod redo;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use flusher::Flusher;
 use redo::{Op, Ops, RedoLog};
 
 /// psid → Session (JSON).
@@ -367,6 +369,7 @@ impl Store {
         let db: SharedDb = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
         let (commits_tx, commits) = tokio::sync::watch::channel(0u64);
+        let flusher = Flusher::spawn(path, commits.clone(), metrics.clone())?;
         let writer = Writer {
             db: db.clone(),
             path: path.to_path_buf(),
@@ -376,6 +379,7 @@ impl Store {
             log: Some(log),
             seq,
             checkpoint_log_bytes,
+            flusher: Some(flusher),
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -736,6 +740,8 @@ struct Writer {
     seq: u64,
     /// `CHECKPOINT_LOG_BYTES` but in tests.
     checkpoint_log_bytes: u64,
+    /// Syncs the redb file in the background, so checkpoints stall the writer less.
+    flusher: Option<Flusher>,
 }
 
 /// Why the store cannot take writes, and what is left of the database that failed.
@@ -884,6 +890,7 @@ impl Writer {
                 tracing::error!(error = %format!("{e:#}"), "final store checkpoint failed (the redo log has it all)");
             }
         }
+        self.flusher.take().expect("the flusher runs until the writer ends").stop();
     }
 
     /// Applies a group in one redb transaction, makes it durable in the redo log, then commits
@@ -1264,6 +1271,31 @@ mod tests {
         drop((store, replayed));
         writer.join();
         replayed_writer.join();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The background flusher syncs the redb file after commits, not while the store is idle, and
+    /// stops with the writer (a flusher that did not would hang `join`).
+    #[tokio::test]
+    async fn the_flusher_syncs_the_redb_file_after_commits_only() {
+        let dir = scratch("flusher");
+        let metrics = Arc::new(Metrics::default());
+        let (store, writer) = Store::open(&dir.join("s.redb"), metrics.clone()).unwrap();
+        let interval = std::time::Duration::from_millis(flusher::FLUSH_INTERVAL_MS);
+        tokio::time::sleep(interval * 3).await;
+        assert_eq!(metrics.store_flush_us.count(), 0, "an idle store is not synced");
+        let (session, order) = order_and_session(1);
+        store.write(Write::checkout(&session, &order)).await.unwrap();
+        let deadline = Instant::now() + interval * 10;
+        while metrics.store_flush_us.count() == 0 {
+            assert!(Instant::now() < deadline, "no background sync after a commit");
+            tokio::time::sleep(interval / 10).await;
+        }
+        let synced = metrics.store_flush_us.count();
+        tokio::time::sleep(interval * 3).await;
+        assert_eq!(metrics.store_flush_us.count(), synced, "no new commit, no new sync");
+        drop(store);
+        writer.join();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
