@@ -1275,7 +1275,7 @@ mod tests {
     }
 
     /// The background flusher syncs the redb file after commits, not while the store is idle, and
-    /// stops with the writer (a flusher that did not would hang `join`).
+    /// the writer's end stops it (a flusher that ignored its stop would hang `join`).
     #[tokio::test]
     async fn the_flusher_syncs_the_redb_file_after_commits_only() {
         let dir = scratch("flusher");
