@@ -24,8 +24,8 @@ use crate::metrics::Metrics;
 
 /// How often the redb file is synced while it is being written. Shorter intervals write pages
 /// that are rewritten often (branch pages) to disk more often; longer ones leave more for the
-/// checkpoint. Measured with 12,000 random-order payments/s: 500 ms halved the time checkpoints
-/// stall the writer.
+/// checkpoint. Measured at 500 ms: checkpoints stalled the writer 35 to 40% less at 12,000
+/// random-order payments/s, and 40 to 60% less at the soak's 5,000 flows/s.
 pub const FLUSH_INTERVAL_MS: u64 = 500;
 
 pub struct Flusher {
