@@ -379,7 +379,7 @@ impl Store {
             log: Some(log),
             seq,
             checkpoint_log_bytes,
-            flusher: Some(flusher),
+            flusher,
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -741,7 +741,7 @@ struct Writer {
     /// `CHECKPOINT_LOG_BYTES` but in tests.
     checkpoint_log_bytes: u64,
     /// Syncs the redb file in the background, so checkpoints stall the writer less.
-    flusher: Option<Flusher>,
+    flusher: Flusher,
 }
 
 /// Why the store cannot take writes, and what is left of the database that failed.
@@ -890,7 +890,7 @@ impl Writer {
                 tracing::error!(error = %format!("{e:#}"), "final store checkpoint failed (the redo log has it all)");
             }
         }
-        self.flusher.take().expect("the flusher runs until the writer ends").stop();
+        self.flusher.stop();
     }
 
     /// Applies a group in one redb transaction, makes it durable in the redo log, then commits
