@@ -61,9 +61,9 @@ impl Connection {
                 return Err(format!("send: {e}"));
             }
         };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+        let (parts, body) = response.into_parts();
+        let (status, headers) = (parts.status, parts.headers);
+        let body = body.collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
         Ok(Answer { status, headers, body })
     }
 }
