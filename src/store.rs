@@ -365,7 +365,7 @@ impl Store {
     ) -> anyhow::Result<(Store, WriterHandle)> {
         assert!(cache_bytes >= CACHE_BYTES_MIN);
         assert!(checkpoint_log_bytes > 0);
-        let Opened { db, log, seq } = open_store(path, cache_bytes)?;
+        let Opened { db, log, seq } = open_store(path, cache_bytes, checkpoint_log_bytes)?;
         let db: SharedDb = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
         let (commits_tx, commits) = tokio::sync::watch::channel(0u64);
@@ -644,8 +644,10 @@ struct Opened {
 }
 
 /// Opens the store's two files, replays the redo records the database does not hold yet, and
-/// checkpoints, so the log starts its next generation empty.
-fn open_store(path: &Path, cache_bytes: usize) -> anyhow::Result<Opened> {
+/// checkpoints, so the log starts its next generation empty. The log is given the size a
+/// generation reaches (`checkpoint_log_bytes` and an eighth for the group that crosses it) up
+/// front; if it cannot be, it grows as it is written.
+fn open_store(path: &Path, cache_bytes: usize, checkpoint_log_bytes: u64) -> anyhow::Result<Opened> {
     let db = open_database(path, cache_bytes)?;
     let log_path = redo_path(path);
     let (mut log, records) = RedoLog::open(&log_path)?;
@@ -668,6 +670,12 @@ fn open_store(path: &Path, cache_bytes: usize) -> anyhow::Result<Opened> {
     tx.open_table(META)?.insert(REDO_SEQ, seq)?;
     tx.commit()?;
     log.rewind();
+    let log_bytes = checkpoint_log_bytes + checkpoint_log_bytes / 8;
+    match log.preallocate(log_bytes) {
+        Ok(true) => tracing::info!(bytes = log_bytes, log = %log_path.display(), "store: redo log preallocated"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "store: the redo log grows as it is written instead"),
+    }
     if seq > held {
         tracing::info!(records = seq - held, log = %log_path.display(), "store: replayed the redo log");
     }
@@ -957,7 +965,7 @@ impl Writer {
                 }
             }
         }
-        match open_store(&self.path, self.cache_bytes) {
+        match open_store(&self.path, self.cache_bytes, self.checkpoint_log_bytes) {
             Ok(Opened { db, log, seq }) => {
                 *self.db.write().expect("store lock poisoned") = Some(Arc::new(db));
                 self.log = Some(log);
@@ -1253,6 +1261,8 @@ mod tests {
         // A checkpoint once the log holds 2 KiB: every few checkouts here (23 of them, a
         // prime, so that the last few are in the log only, whatever a record's exact size).
         let (store, writer) = Store::open_with_checkpoints(&path, metrics.clone(), CACHE_BYTES, 2048).unwrap();
+        let log_bytes = std::fs::metadata(redo_path(&path)).unwrap().len();
+        assert_eq!(log_bytes, 2048 + 2048 / 8, "the log is given a generation's size up front");
         for n in 0..23 {
             let (session, order) = order_and_session(n);
             store.write(Write::checkout(&session, &order)).await.unwrap();

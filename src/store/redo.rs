@@ -23,7 +23,8 @@
 //!
 //! Seqs are consecutive. A checkpoint *rewinds* the log: new records overwrite old ones from the
 //! start, so the file stays allocated (an fdatasync that does not grow the file skips a metadata
-//! journal commit: 0.13 ms against 0.2 to 0.8 ms measured here). Reading stops at the first record
+//! journal commit: 0.13 ms against 0.2 to 0.8 ms measured here); a new log is given that size up
+//! front, in zeros (`preallocate`), so the first generation is no slower. Reading stops at the first record
 //! that is torn, fails its checksum, or does not carry the next seq: that is either the tail a
 //! crash interrupted (its writers were never answered) or an older generation's leftovers.
 
@@ -144,7 +145,7 @@ impl RedoLog {
     /// start whose seqs follow each other, beginning at any seq.
     pub fn open(path: &Path) -> anyhow::Result<(RedoLog, Vec<Record>)> {
         let created = !path.exists();
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -158,10 +159,15 @@ impl RedoLog {
                 .and_then(|d| d.sync_all())
                 .with_context(|| format!("syncing the directory of {}", path.display()))?;
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).with_context(|| format!("reading redo log {}", path.display()))?;
-        let (records, end) = parse(&bytes);
-        let log = RedoLog { file, path: path.to_path_buf(), position: end as u64, buffer: Vec::new() };
+        // Read record by record, not the whole file: behind the current generation lies an older
+        // one or the preallocated zeros, up to the whole log's size, and memory at start-up
+        // should be what is replayed, no more.
+        let read = || -> std::io::Result<(Vec<Record>, u64)> {
+            let len = file.metadata()?.len();
+            parse(std::io::BufReader::with_capacity(1 << 16, &file), len)
+        };
+        let (records, end) = read().with_context(|| format!("reading redo log {}", path.display()))?;
+        let log = RedoLog { file, path: path.to_path_buf(), position: end, buffer: Vec::new() };
         Ok((log, records))
     }
 
@@ -188,6 +194,43 @@ impl RedoLog {
         Ok(())
     }
 
+    /// Extends the file with zeros to `bytes`, so that the first generation's appends overwrite
+    /// allocated blocks as every later one does (a rewound log keeps its size): an fdatasync
+    /// that grows the file must also write its inode, which took 0.25 to 0.36 ms per sync here
+    /// against 0.15 ms within the file. Zeros are never a record (their checksum fails), so
+    /// reading stops at them as at an older generation. Done only while the file system keeps
+    /// at least as much free as the log takes (a small disk's last space stays for the data);
+    /// returns whether it extended the file.
+    pub fn preallocate(&mut self, bytes: u64) -> anyhow::Result<bool> {
+        const CHUNK_BYTES: usize = 1 << 20;
+        let context = || format!("preallocating redo log {}", self.path.display());
+        let len = self.file.metadata().with_context(context)?.len();
+        assert!(len >= self.position, "the file holds the records");
+        if len >= bytes {
+            return Ok(false);
+        }
+        let missing = bytes - len;
+        if free_bytes(&self.file).with_context(context)? < missing.saturating_mul(2) {
+            return Ok(false);
+        }
+        let zeros = vec![0u8; CHUNK_BYTES];
+        let mut at = len;
+        let written = (|| {
+            while at < bytes {
+                let n = (bytes - at).min(CHUNK_BYTES as u64) as usize;
+                self.file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            self.file.sync_data()
+        })();
+        if let Err(e) = written {
+            // Give the space back; the log grows as it is written instead.
+            let _ = self.file.set_len(len);
+            return Err(anyhow::Error::new(e).context(context()));
+        }
+        Ok(true)
+    }
+
     /// Starts a new generation after a checkpoint: the next record overwrites the first.
     /// Nothing is written: the old records carry lower seqs and are never replayed again.
     pub fn rewind(&mut self) {
@@ -200,29 +243,47 @@ impl RedoLog {
     }
 }
 
-/// The records of the current generation and where they end.
-fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
+/// Bytes an unprivileged writer may still use on the file system holding `file`.
+fn free_bytes(file: &File) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstatvfs writes into the struct we pass, for a descriptor we own.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// The records of the current generation at the start of `reader` (`len` bytes), and where they
+/// end. Stops at the first record that is torn, fails its checksum, or does not carry the next
+/// seq; a length field is trusted only as far as the bytes left, so garbage never allocates.
+fn parse(mut reader: impl Read, len: u64) -> std::io::Result<(Vec<Record>, u64)> {
     let mut records: Vec<Record> = Vec::new();
-    let mut at = 0;
-    while bytes.len() - at >= HEADER_BYTES {
-        let header = &bytes[at..at + HEADER_BYTES];
+    let mut at: u64 = 0;
+    let mut header = [0u8; HEADER_BYTES];
+    while len - at >= HEADER_BYTES as u64 {
+        reader.read_exact(&mut header)?;
         let crc = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-        let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+        let payload_len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
         let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        if len > RECORD_PAYLOAD_BYTES_MAX || bytes.len() - at - HEADER_BYTES < len {
-            break;
-        }
-        let end = at + HEADER_BYTES + len;
-        if crc32fast::hash(&bytes[at + 4..end]) != crc {
+        if payload_len > RECORD_PAYLOAD_BYTES_MAX || len - at - (HEADER_BYTES as u64) < payload_len as u64 {
             break;
         }
         if records.last().is_some_and(|last| last.seq.checked_add(1) != Some(seq)) {
             break;
         }
-        records.push(Record { seq, payload: bytes[at + HEADER_BYTES..end].to_vec() });
-        at = end;
+        let mut payload = vec![0u8; payload_len];
+        reader.read_exact(&mut payload)?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header[4..]);
+        hasher.update(&payload);
+        if hasher.finalize() != crc {
+            break;
+        }
+        records.push(Record { seq, payload });
+        at += (HEADER_BYTES + payload_len) as u64;
     }
-    (records, at)
+    Ok((records, at))
 }
 
 #[cfg(test)]
@@ -309,6 +370,32 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let (_, records) = RedoLog::open(&path).unwrap();
         assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [10]);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_preallocated_log_is_zeros_behind_its_records_and_reads_as_before() {
+        let path = scratch("prealloc");
+        let (mut log, _) = RedoLog::open(&path).unwrap();
+        for seq in 1..=3 {
+            log.append(seq, &ops(seq as u8)).unwrap();
+        }
+        let end = log.position();
+        assert!(log.preallocate(64 * 1024).unwrap(), "room on the test disk");
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 64 * 1024);
+        assert!(bytes[end as usize..].iter().all(|&b| b == 0), "zeros behind the records");
+        assert!(!log.preallocate(1024).unwrap(), "never shrinks, never rewrites");
+        assert!(!log.preallocate(u64::MAX / 4).unwrap(), "not beyond half the free space");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * 1024);
+        // Appends go on where the records end, and reading stops at the zeros.
+        log.append(4, &ops(4)).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * 1024, "within the file");
+        let (log, records) = RedoLog::open(&path).unwrap();
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert!(log.position() > end);
+        // A log of zeros only has no records.
+        assert_eq!(parse(&[0u8; 4096][..], 4096).unwrap(), (vec![], 0));
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
