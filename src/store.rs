@@ -672,8 +672,8 @@ fn open_store(path: &Path, cache_bytes: usize, checkpoint_log_bytes: u64) -> any
     log.rewind();
     let log_bytes = checkpoint_log_bytes + checkpoint_log_bytes / 8;
     match log.preallocate(log_bytes) {
-        Ok(true) => tracing::info!(bytes = log_bytes, log = %log_path.display(), "store: redo log preallocated"),
-        Ok(false) => {}
+        Ok(0) => {}
+        Ok(added) => tracing::info!(added_bytes = added, log = %log_path.display(), "store: redo log preallocated"),
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "store: the redo log grows as it is written instead"),
     }
     if seq > held {

@@ -200,18 +200,18 @@ impl RedoLog {
     /// against 0.15 ms within the file. Zeros are never a record (their checksum fails), so
     /// reading stops at them as at an older generation. Done only while the file system keeps
     /// at least as much free as the log takes (a small disk's last space stays for the data);
-    /// returns whether it extended the file.
-    pub fn preallocate(&mut self, bytes: u64) -> anyhow::Result<bool> {
+    /// returns the bytes it added.
+    pub fn preallocate(&mut self, bytes: u64) -> anyhow::Result<u64> {
         const CHUNK_BYTES: usize = 1 << 20;
         let context = || format!("preallocating redo log {}", self.path.display());
         let len = self.file.metadata().with_context(context)?.len();
         assert!(len >= self.position, "the file holds the records");
         if len >= bytes {
-            return Ok(false);
+            return Ok(0);
         }
         let missing = bytes - len;
         if free_bytes(&self.file).with_context(context)? < missing.saturating_mul(2) {
-            return Ok(false);
+            return Ok(0);
         }
         let zeros = vec![0u8; CHUNK_BYTES];
         let mut at = len;
@@ -228,7 +228,7 @@ impl RedoLog {
             let _ = self.file.set_len(len);
             return Err(anyhow::Error::new(e).context(context()));
         }
-        Ok(true)
+        Ok(missing)
     }
 
     /// Starts a new generation after a checkpoint: the next record overwrites the first.
@@ -251,12 +251,14 @@ fn free_bytes(file: &File) -> std::io::Result<u64> {
     if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stat) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+    // Saturating: some file systems (FUSE, network) report absurd sizes.
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 /// The records of the current generation at the start of `reader` (`len` bytes), and where they
 /// end. Stops at the first record that is torn, fails its checksum, or does not carry the next
-/// seq; a length field is trusted only as far as the bytes left, so garbage never allocates.
+/// seq; a length field is trusted only as far as the bytes left, so garbage allocates no more
+/// than the file holds.
 fn parse(mut reader: impl Read, len: u64) -> std::io::Result<(Vec<Record>, u64)> {
     let mut records: Vec<Record> = Vec::new();
     let mut at: u64 = 0;
@@ -381,12 +383,12 @@ mod tests {
             log.append(seq, &ops(seq as u8)).unwrap();
         }
         let end = log.position();
-        assert!(log.preallocate(64 * 1024).unwrap(), "room on the test disk");
+        assert_eq!(log.preallocate(64 * 1024).unwrap(), 64 * 1024 - end, "room on the test disk");
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), 64 * 1024);
         assert!(bytes[end as usize..].iter().all(|&b| b == 0), "zeros behind the records");
-        assert!(!log.preallocate(1024).unwrap(), "never shrinks, never rewrites");
-        assert!(!log.preallocate(u64::MAX / 4).unwrap(), "not beyond half the free space");
+        assert_eq!(log.preallocate(1024).unwrap(), 0, "never shrinks, never rewrites");
+        assert_eq!(log.preallocate(u64::MAX / 4).unwrap(), 0, "not beyond half the free space");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * 1024);
         // Appends go on where the records end, and reading stops at the zeros.
         log.append(4, &ops(4)).unwrap();
