@@ -8,7 +8,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test test-cargo test-faults test-dist test-bench dist bootstrap build bench bench-table clean-data
+.PHONY: run test test-cargo test-faults test-dist test-bench dist bootstrap build bench clean-data
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -42,10 +42,6 @@ test-dist: dist build
 # The benchmark script end to end, tiny (its figures mean nothing at this size; it must run).
 test-bench: build
 	./scripts/bench.sh 1 2000
-
-# The README's tables: five fresh appliances, median and ranges per phase, the targets.
-bench-table: build
-	./scripts/bench.sh 5 50000
 
 # Against a running server: make bench BASE=http://127.0.0.1:8000
 BASE ?= http://127.0.0.1:8000
