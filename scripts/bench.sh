@@ -101,6 +101,30 @@ for name in order:
           f"{fmt(m['tb_batch_avg'], 0)} | {fmt(m['store_commit_avg'], 0)} | "
           f"{'-' if rss is None else f'{rss / 2**20:.0f} MiB'} |")
 print()
+print("Where a checkout's and a webhook's time goes in those runs (means over the phase, ms):")
+print()
+print("| | checkout | webhook |")
+print("| --- | ---: | ---: |")
+def stage(name, key):
+    m = medians.get(name)
+    if m is None:
+        return "-"
+    b = m.get("breakdown_ms") or {}
+    if key == "client":
+        return fmt(m.get("mean_ms"), 2)
+    if key == "outside":
+        return fmt(m["mean_ms"] - b["server_handler"], 2) if "server_handler" in b and m.get("mean_ms") else "-"
+    return fmt(b.get(key), 2)
+rows = [
+    ("client-observed latency", "client", "client"),
+    ("outside the handler (HTTP, connection, generator, scheduling)", "outside", "outside"),
+    ("validation / signature check and the store read", "checkout_validate", "webhook_verify_read"),
+    ("waiting for TigerBeetle (queue + one batched call)", "checkout_tigerbeetle", "webhook_tigerbeetle"),
+    ("waiting for the store (queue + one group commit)", "checkout_store", "webhook_store"),
+]
+for label, checkout_key, webhook_key in rows:
+    print(f"| {label} | {stage('checkout', checkout_key)} | {stage('webhook', webhook_key)} |")
+print()
 print("Ranges over all runs:")
 print()
 print("| phase | ops/s | p99 ms | max ms | errors | generator cores per 10k ops/s |")
