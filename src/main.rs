@@ -242,6 +242,28 @@ fn audit(args: AuditArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
+    // Exit 1 means the books disagree; an audit that could not be made (a server unreachable,
+    // a wrong password, a ledger beyond what the audit reads) exits 2, so scripts tell the two
+    // apart.
+    let report = match audit_report(&args, &runtime) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("audit could not be made: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", audit::render(&report));
+    }
+    if !report.ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn audit_report(args: &AuditArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<audit::Report> {
     let report = match &args.base {
         Some(base) => {
             let password = match (&args.password_file, std::env::var("TIGERFANS_ADMIN_PASSWORD")) {
@@ -260,25 +282,17 @@ fn audit(args: AuditArgs) -> anyhow::Result<()> {
                 None => Config::default(),
             };
             runtime.block_on(audit::offline(audit::OfflineOptions {
-                data_dir: args.data_dir,
+                data_dir: args.data_dir.clone(),
                 config,
-                tb_addresses: args.tb_addresses,
+                tb_addresses: args.tb_addresses.clone(),
                 tb_cluster: args.tb_cluster,
-                tigerbeetle_bin: args.tigerbeetle_bin.unwrap_or_else(default_tigerbeetle_bin),
-                tb_cache_grid: args.tb_cache_grid,
+                tigerbeetle_bin: args.tigerbeetle_bin.clone().unwrap_or_else(default_tigerbeetle_bin),
+                tb_cache_grid: args.tb_cache_grid.clone(),
                 timeout: std::time::Duration::from_secs(120),
             }))?
         }
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", audit::render(&report));
-    }
-    if !report.ok {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(report)
 }
 
 /// What still allocates with C's `malloc` (the TigerBeetle client; Rust's allocations go to
