@@ -652,9 +652,7 @@ pub async fn remote(base: &str, user: &str, password: &str) -> anyhow::Result<Re
         .await
         .map_err(fail)?;
     let cookie = login
-        .headers
-        .get(hyper::header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
+        .header("set-cookie")
         .and_then(|v| v.split(';').next())
         .map(str::to_string)
         .ok_or_else(|| anyhow!("admin login refused (wrong user or password, or locked for a minute)"))?;
