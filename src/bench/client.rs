@@ -12,8 +12,9 @@
 //!
 //! Limits: a response head of at most `RESPONSE_HEAD_BYTES_MAX` and `RESPONSE_HEADERS_MAX`
 //! headers, a body of at most `RESPONSE_BODY_BYTES_MAX`, and only `content-length` framing
-//! (tigerfans answers every request that way); anything else is an error of the operation, and the
-//! connection is closed and opened anew for the next one.
+//! (every endpoint the generator and `tigerfans audit --base` call answers that way; only the
+//! event stream, which they never ask for, is chunked); anything else is an error of the
+//! operation, and the connection is closed and opened anew for the next one.
 
 use std::time::{Duration, Instant};
 
