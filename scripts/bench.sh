@@ -24,35 +24,12 @@ out=bench-runs
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 work=$(mktemp -d /tmp/tigerfans-bench.XXXXXX)
-server=
-stop_server() {
-    if [ -n "$server" ]; then
-        kill -TERM "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-        server=
-    fi
-}
-trap 'stop_server; rm -rf "$work"' EXIT
+. scripts/appliance.sh
+trap 'stop_appliance; rm -rf "$work"' EXIT
 
 files=()
 for run in $(seq 1 "$runs"); do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    base="http://127.0.0.1:$port"
-    rm -rf "$work/data"
-    "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --tigerbeetle-bin tools/bin/tigerbeetle \
-        2>"$work/tigerfans.log" &
-    server=$!
-    healthy=
-    for _ in $(seq 1 600); do
-        if curl -fsS "$base/healthz" >/dev/null 2>&1; then healthy=1; break; fi
-        kill -0 "$server" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$healthy" ]; then
-        echo "bench: the appliance did not become healthy; its log:" >&2
-        cat "$work/tigerfans.log" >&2
-        exit 1
-    fi
+    start_appliance "$bin" "$work"
     json="$out/$stamp-run$run.json"
     echo "bench: run $run of $runs against $base" >&2
     if ! "$bin" bench --base "$base" --phase all --total "$total" --concurrency "$concurrency" \
@@ -60,7 +37,7 @@ for run in $(seq 1 "$runs"); do
         cat "$work/bench.out" >&2
         exit 1
     fi
-    stop_server
+    stop_appliance
     files+=("$json")
 done
 

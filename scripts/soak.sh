@@ -15,16 +15,9 @@ bin=target/release/tigerfans
 [ -x "$bin" ] || { echo "soak: $bin missing (make build)" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/tigerfans-soak.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-"$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --tigerbeetle-bin tools/bin/tigerbeetle \
-    2>"$work/tigerfans.log" &
-server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 600); do
-    curl -fsS "$base/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+. scripts/appliance.sh
+trap 'stop_appliance; rm -rf "$work"' EXIT
+start_appliance "$bin" "$work"
 replica=$(pgrep -P "$server" tigerbeetle)
 rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
