@@ -55,10 +55,8 @@ impl Answer {
         let mut headers = [httparse::EMPTY_HEADER; RESPONSE_HEADERS_MAX];
         let mut response = httparse::Response::new(&mut headers);
         response.parse(&self.head).ok()?;
-        let value = response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?.value;
-        // The values borrow from `self.head`, which outlives this call.
-        let offset = value.as_ptr() as usize - self.head.as_ptr() as usize;
-        std::str::from_utf8(&self.head[offset..offset + value.len()]).ok()
+        let value: &[u8] = response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?.value;
+        std::str::from_utf8(value).ok()
     }
 }
 
