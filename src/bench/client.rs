@@ -186,6 +186,10 @@ fn parse_head(buffer: &[u8]) -> Result<Option<Head>, String> {
         Err(e) => return Err(format!("response: {e}")),
     };
     let code = response.code.expect("a complete head has a status");
+    if (100..200).contains(&code) {
+        // Only sent to a client that asks for one (`Expect: 100-continue`, an upgrade): never.
+        return Err(format!("response: informational status {code}"));
+    }
     let status = StatusCode::from_u16(code).map_err(|_| format!("response: status {code}"))?;
     let mut body_bytes = None;
     let mut close = response.version == Some(0);
@@ -196,13 +200,20 @@ fn parse_head(buffer: &[u8]) -> Result<Option<Head>, String> {
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err("response: transfer-encoding is not supported by the generator".to_string());
         } else if header.name.eq_ignore_ascii_case("connection") {
-            close = header.value.eq_ignore_ascii_case(b"close");
+            for token in header.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    close = false;
+                }
+            }
         }
     }
-    // Without a content-length, only a body-less status has a known end.
+    // 204 and 304 never have a body, whatever they declare (the generator sends no HEAD);
+    // without a content-length, no other response has a known end.
     let body_bytes = match body_bytes {
+        _ if code == 204 || code == 304 => 0,
         Some(n) => n,
-        None if code == 204 || code == 304 || (100..200).contains(&code) => 0,
         None => return Err("response: no content-length".to_string()),
     };
     if body_bytes > RESPONSE_BODY_BYTES_MAX {
@@ -227,6 +238,15 @@ mod tests {
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err(), "no framing");
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n").is_err());
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 100 Continue\r\n\r\n").is_err(), "never asked for");
+        let head = parse_head(b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.body_bytes, 0, "a 304 has no body");
+        let head = parse_head(b"HTTP/1.1 200 OK\r\nConnection: Upgrade, Close\r\ncontent-length: 0\r\n\r\n");
+        assert!(head.unwrap().unwrap().close);
+        let head = parse_head(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap().unwrap();
+        assert!(head.close, "HTTP/1.0 closes by default");
+        let head = parse_head(b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n");
+        assert!(!head.unwrap().unwrap().close);
         let huge = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", RESPONSE_BODY_BYTES_MAX + 1);
         assert!(parse_head(huge.as_bytes()).is_err());
     }
@@ -254,5 +274,68 @@ mod tests {
             String::from_utf8(connection.write.clone()).unwrap(),
             "GET /metrics HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n\r\n"
         );
+    }
+
+    /// A scripted server on a real socket: a response split across writes, `Connection: close`,
+    /// an HTTP/1.0 answer, and a connection closed without an answer. The client must read each
+    /// whole, open a new connection exactly when the previous one is done, and report the drop.
+    #[tokio::test]
+    async fn connections_are_reused_until_the_server_is_done_with_them() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        async fn read_request(stream: &mut TcpStream) {
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "request cut off");
+                request.push(byte[0]);
+            }
+        }
+        let server = tokio::spawn(async move {
+            // Connection 1: two answers, the first in two pieces, the second closing.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-le").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stream.write_all(b"ngth: 5\r\n\r\nhel").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stream.write_all(b"lo").await.unwrap();
+            read_request(&mut stream).await;
+            stream
+                .write_all(b"HTTP/1.1 201 Created\r\nConnection: close\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            drop(stream);
+            // Connection 2: HTTP/1.0, which closes unless it says otherwise.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            stream.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\nx").await.unwrap();
+            drop(stream);
+            // Connection 3: closed without an answer.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            drop(stream);
+            // Connection 4: service again.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+            stream
+        });
+        let mut connection = Connection::new(&authority);
+        async fn get(connection: &mut Connection) -> Result<Answer, String> {
+            connection.request(Method::GET, "/", &[], Bytes::new()).await
+        }
+        let answer = get(&mut connection).await.unwrap();
+        assert_eq!((answer.status, &answer.body[..]), (StatusCode::OK, &b"hello"[..]));
+        let answer = get(&mut connection).await.unwrap();
+        assert_eq!((answer.status, &answer.body[..]), (StatusCode::CREATED, &b"ok"[..]));
+        let answer = get(&mut connection).await.unwrap();
+        assert_eq!(&answer.body[..], b"x");
+        let error = get(&mut connection).await.err().unwrap();
+        assert_eq!(error, "receive: connection closed by the server");
+        let answer = get(&mut connection).await.unwrap();
+        assert_eq!((answer.status, answer.body.len()), (StatusCode::NO_CONTENT, 0));
+        let _kept_open = server.await.unwrap();
     }
 }
