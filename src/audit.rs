@@ -623,6 +623,11 @@ pub async fn offline(options: OfflineOptions) -> anyhow::Result<Report> {
     result
 }
 
+/// How long `tigerfans audit --base` waits for each answer. The audit reads every transfer of the
+/// event's accounts and every order: a few seconds for a venue, a few minutes for millions of
+/// orders (the 10-minute soak's 3 million took about two).
+pub const REMOTE_AUDIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// `tigerfans audit --base URL`: logs in as the admin and fetches the running server's audit.
 pub async fn remote(base: &str, user: &str, password: &str) -> anyhow::Result<Report> {
     use crate::bench::client::Connection;
@@ -632,7 +637,7 @@ pub async fn remote(base: &str, user: &str, password: &str) -> anyhow::Result<Re
     if authority.contains('/') || base.starts_with("https://") {
         bail!("--base must look like http://HOST:PORT");
     }
-    let mut conn = Connection::new(authority);
+    let mut conn = Connection::new(authority, REMOTE_AUDIT_TIMEOUT);
     let fail = |e: String| anyhow!("{base}: {e}");
     let csrf = conn.request(Method::GET, "/api/admin/csrf", &[], Bytes::new()).await.map_err(fail)?;
     let csrf: serde_json::Value = serde_json::from_slice(&csrf.body).context("reading the CSRF token")?;

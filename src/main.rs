@@ -84,6 +84,9 @@ struct BenchArgs {
     /// The order in which the webhook phase pays the checkout phase's sessions.
     #[arg(long, value_enum, default_value = "random")]
     pay_order: PayOrder,
+    /// A request without its whole answer after this many milliseconds counts as an error.
+    #[arg(long, default_value_t = 30_000)]
+    request_timeout_ms: u64,
 }
 
 /// Offline (a stopped server's `--data-dir`) or live (`--base`, as the admin).
@@ -195,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             threads: args.threads,
             rate: args.rate,
             pay_order: args.pay_order,
+            request_timeout_ms: args.request_timeout_ms,
         }),
         None => serve(cli.serve),
     }

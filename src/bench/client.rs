@@ -36,6 +36,9 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 pub struct Connection {
     authority: String,
+    /// A request (connecting, sending, reading the whole answer) that takes longer fails, and
+    /// its connection is closed: a stalled server costs an error, not a worker.
+    timeout: Duration,
     stream: Option<TcpStream>,
     last_used: Instant,
     read: BytesMut,
@@ -69,9 +72,11 @@ struct Head {
 }
 
 impl Connection {
-    pub fn new(authority: &str) -> Connection {
+    pub fn new(authority: &str, timeout: Duration) -> Connection {
+        assert!(!timeout.is_zero());
         Connection {
             authority: authority.to_string(),
+            timeout,
             stream: None,
             last_used: Instant::now(),
             read: BytesMut::with_capacity(READ_BUFFER_BYTES),
@@ -81,7 +86,7 @@ impl Connection {
 
     /// Sends one request and reads its whole response. An error closes the connection (the
     /// next request opens a new one) and names what failed: `connect: ...`, `send: ...`,
-    /// `receive: ...`, `response: ...`.
+    /// `receive: ...`, `response: ...`, or `timeout`.
     pub async fn request(
         &mut self,
         method: Method,
@@ -90,12 +95,18 @@ impl Connection {
         body: Bytes,
     ) -> Result<Answer, String> {
         self.encode(&method, path, headers, &body);
-        let mut stream = self.usable_stream().await?;
-        // On an error the stream is dropped here: the next request opens a new connection.
-        let (answer, keep) = self.exchange(&mut stream).await?;
-        if keep {
-            self.stream = Some(stream);
-        }
+        let timeout = self.timeout;
+        let answer = tokio::time::timeout(timeout, async {
+            let mut stream = self.usable_stream().await?;
+            // On an error the stream is dropped here: the next request opens a new connection.
+            let (answer, keep) = self.exchange(&mut stream).await?;
+            if keep {
+                self.stream = Some(stream);
+            }
+            Ok(answer)
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("timeout: no whole answer within {} ms", timeout.as_millis())))?;
         self.last_used = Instant::now();
         Ok(answer)
     }
@@ -262,7 +273,7 @@ mod tests {
 
     #[test]
     fn requests_carry_host_headers_and_length() {
-        let mut connection = Connection::new("127.0.0.1:8000");
+        let mut connection = Connection::new("127.0.0.1:8000", Duration::from_secs(1));
         connection.encode(&Method::POST, "/api/checkout", &[("content-type", "application/json")], b"{}");
         assert_eq!(
             String::from_utf8(connection.write.clone()).unwrap(),
@@ -277,8 +288,9 @@ mod tests {
     }
 
     /// A scripted server on a real socket: a response split across writes, `Connection: close`,
-    /// an HTTP/1.0 answer, and a connection closed without an answer. The client must read each
-    /// whole, open a new connection exactly when the previous one is done, and report the drop.
+    /// an HTTP/1.0 answer, a connection closed without an answer and one that stalls halfway. The
+    /// client must read each whole, open a new connection exactly when the previous one is done,
+    /// and report the drop and the stall.
     #[tokio::test]
     async fn connections_are_reused_until_the_server_is_done_with_them() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -316,13 +328,18 @@ mod tests {
             let (mut stream, _) = listener.accept().await.unwrap();
             read_request(&mut stream).await;
             drop(stream);
-            // Connection 4: service again.
+            // Connection 4: an answer that stops halfway, and then nothing.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nhal").await.unwrap();
+            let stalled = stream;
+            // Connection 5: service again.
             let (mut stream, _) = listener.accept().await.unwrap();
             read_request(&mut stream).await;
             stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
-            stream
+            (stalled, stream)
         });
-        let mut connection = Connection::new(&authority);
+        let mut connection = Connection::new(&authority, Duration::from_millis(300));
         async fn get(connection: &mut Connection) -> Result<Answer, String> {
             connection.request(Method::GET, "/", &[], Bytes::new()).await
         }
@@ -334,6 +351,8 @@ mod tests {
         assert_eq!(&answer.body[..], b"x");
         let error = get(&mut connection).await.err().unwrap();
         assert_eq!(error, "receive: connection closed by the server");
+        let error = get(&mut connection).await.err().unwrap();
+        assert_eq!(error, "timeout: no whole answer within 300 ms");
         let answer = get(&mut connection).await.unwrap();
         assert_eq!((answer.status, answer.body.len()), (StatusCode::NO_CONTENT, 0));
         let _kept_open = server.await.unwrap();

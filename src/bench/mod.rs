@@ -53,6 +53,9 @@ pub struct BenchOptions {
     /// Operations per second to aim at (paced, open loop); `None`: as fast as the server goes.
     pub rate: Option<f64>,
     pub pay_order: PayOrder,
+    /// A request without its whole answer after this long is an error (`timeout: ...`), and
+    /// its connection is replaced.
+    pub request_timeout_ms: u64,
 }
 
 /// Which sessions the webhook phase pays together. The store feels the difference: payments
@@ -71,6 +74,8 @@ pub enum PayOrder {
 /// Bounds that keep a typo from starting a runaway load.
 pub const CONCURRENCY_MAX: usize = 16_384;
 pub const TOTAL_MAX: u64 = 100_000_000;
+/// An hour: beyond any answer worth waiting for.
+pub const REQUEST_TIMEOUT_MS_MAX: u64 = 3_600_000;
 /// A flow polls its order at most this often before counting it as an error.
 pub const FLOW_POLLS_MAX: u32 = 100;
 
@@ -164,6 +169,9 @@ pub fn run(options: BenchOptions) -> anyhow::Result<()> {
     if options.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         bail!("--rate must be a positive number of operations per second");
     }
+    if !(1..=REQUEST_TIMEOUT_MS_MAX).contains(&options.request_timeout_ms) {
+        bail!("--request-timeout-ms must be between 1 and {REQUEST_TIMEOUT_MS_MAX}");
+    }
     if !(0.0..=1.0).contains(&options.succeed_rate) {
         bail!("--succeed-rate must be between 0 and 1");
     }
@@ -186,7 +194,8 @@ fn authority(base: &str) -> anyhow::Result<String> {
 
 async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
     let authority = authority(&options.base)?;
-    let mut probe = Connection::new(&authority);
+    let request_timeout = Duration::from_millis(options.request_timeout_ms);
+    let mut probe = Connection::new(&authority, request_timeout);
     let health = probe
         .request(Method::GET, "/healthz", &[], Bytes::new())
         .await
@@ -317,7 +326,8 @@ async fn run_phase(authority: &str, input: Arc<PhaseInput>) -> (PhaseReport, Wor
     let mut workers = Vec::with_capacity(input.options.concurrency);
     for _ in 0..input.options.concurrency.min(input.total as usize) {
         let (input, authority) = (input.clone(), authority.to_string());
-        workers.push(tokio::spawn(async move { worker(input, Connection::new(&authority)).await }));
+        let timeout = Duration::from_millis(input.options.request_timeout_ms);
+        workers.push(tokio::spawn(async move { worker(input, Connection::new(&authority, timeout)).await }));
     }
     let mut merged = WorkerOut::default();
     let mut latencies = Latencies::default();
