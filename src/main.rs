@@ -249,14 +249,15 @@ fn audit(args: AuditArgs) -> anyhow::Result<()> {
     // Exit 1 means the books disagree; an audit that could not be made (a server unreachable,
     // a wrong password, a ledger beyond what the audit reads) exits 2, so scripts tell the two
     // apart.
-    let report = match audit_report(&args, &runtime) {
+    let json = args.json;
+    let report = match audit_report(args, &runtime) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("audit could not be made: {e:#}");
             std::process::exit(2);
         }
     };
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", audit::render(&report));
@@ -267,8 +268,8 @@ fn audit(args: AuditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn audit_report(args: &AuditArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<audit::Report> {
-    let report = match &args.base {
+fn audit_report(args: AuditArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<audit::Report> {
+    Ok(match &args.base {
         Some(base) => {
             let password = match (&args.password_file, std::env::var("TIGERFANS_ADMIN_PASSWORD")) {
                 (Some(file), _) => std::fs::read_to_string(file)
@@ -286,17 +287,16 @@ fn audit_report(args: &AuditArgs, runtime: &tokio::runtime::Runtime) -> anyhow::
                 None => Config::default(),
             };
             runtime.block_on(audit::offline(audit::OfflineOptions {
-                data_dir: args.data_dir.clone(),
+                data_dir: args.data_dir,
                 config,
-                tb_addresses: args.tb_addresses.clone(),
+                tb_addresses: args.tb_addresses,
                 tb_cluster: args.tb_cluster,
-                tigerbeetle_bin: args.tigerbeetle_bin.clone().unwrap_or_else(default_tigerbeetle_bin),
-                tb_cache_grid: args.tb_cache_grid.clone(),
+                tigerbeetle_bin: args.tigerbeetle_bin.unwrap_or_else(default_tigerbeetle_bin),
+                tb_cache_grid: args.tb_cache_grid,
                 timeout: std::time::Duration::from_secs(120),
             }))?
         }
-    };
-    Ok(report)
+    })
 }
 
 /// What still allocates with C's `malloc` (the TigerBeetle client; Rust's allocations go to
