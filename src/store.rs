@@ -301,6 +301,9 @@ pub enum WriteResult {
 pub enum StoreError {
     Busy,
     Failed(String),
+    /// Not committed within the write timeout: the outcome is unknown (it stays queued and may
+    /// still commit), as after a crash.
+    Timeout(u64),
 }
 
 impl std::fmt::Display for StoreError {
@@ -308,6 +311,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Busy => write!(f, "store write queue is full"),
             StoreError::Failed(why) => write!(f, "store write failed: {why}"),
+            StoreError::Timeout(ms) => write!(f, "store write not committed within {ms} ms (outcome unknown)"),
         }
     }
 }
@@ -323,6 +327,10 @@ type SharedDb = Arc<std::sync::RwLock<Option<Arc<Database>>>>;
 pub const REOPEN_INTERVAL_MS: u64 = 250;
 /// Commits that keep failing right after a reopen (a full disk opens fine) back off up to this.
 pub const REOPEN_INTERVAL_MS_MAX: u64 = 5_000;
+/// How long `write` waits for its group commit. A commit takes about a millisecond and a
+/// checkpoint tens; this bounds a disk that stalls (an SD card's garbage collection, a hung
+/// mount), so a request answers 503 instead of hanging, and a webhook's order lock is let go.
+pub const WRITE_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Clone)]
 pub struct Store {
@@ -330,6 +338,7 @@ pub struct Store {
     queue: mpsc::Sender<(Write, Reply)>,
     /// Bumped after every commit: the admin's live view waits on it.
     commits: tokio::sync::watch::Receiver<u64>,
+    write_timeout_ms: u64,
 }
 
 /// Joins the writer thread once every `Store` clone is dropped: then everything acknowledged
@@ -385,7 +394,7 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer.run(receiver))
             .context("spawning the store writer")?;
-        Ok((Store { db, queue, commits }, WriterHandle(handle)))
+        Ok((Store { db, queue, commits, write_timeout_ms: WRITE_TIMEOUT_MS }, WriterHandle(handle)))
     }
 
     /// The open database for a read; an error (503) while the writer reopens it.
@@ -397,14 +406,24 @@ impl Store {
             .ok_or_else(|| anyhow::anyhow!("store unavailable: reopening after a disk error"))
     }
 
-    /// Queues a write and waits until it is durably committed.
+    /// This handle with another write timeout (`WRITE_TIMEOUT_MS` by default).
+    pub fn with_write_timeout_ms(mut self, write_timeout_ms: u64) -> Store {
+        self.write_timeout_ms = write_timeout_ms;
+        self
+    }
+
+    /// Queues a write and waits until it is durably committed, at most the write timeout.
     pub async fn write(&self, write: Write) -> Result<WriteResult, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue.try_send((write, reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => StoreError::Busy,
             mpsc::error::TrySendError::Closed(_) => StoreError::Failed("store closed".into()),
         })?;
-        answer.await.unwrap_or_else(|_| Err(StoreError::Failed("store writer stopped".into())))
+        let timeout = std::time::Duration::from_millis(self.write_timeout_ms);
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(answer) => answer.unwrap_or_else(|_| Err(StoreError::Failed("store writer stopped".into()))),
+            Err(_) => Err(StoreError::Timeout(self.write_timeout_ms)),
+        }
     }
 
     pub fn session(&self, psid: &str) -> anyhow::Result<Option<Session>> {
@@ -1305,6 +1324,26 @@ mod tests {
         tokio::time::sleep(interval * 3).await;
         assert_eq!(metrics.store_flush_us.count(), synced, "no new commit, no new sync");
         drop(store);
+        writer.join();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_write_not_committed_in_time_answers_timeout_and_may_still_commit() {
+        let dir = scratch("timeout");
+        let (store, writer) = Store::open(&dir.join("s.redb"), Default::default()).unwrap();
+        let impatient = store.clone().with_write_timeout_ms(50);
+        let (session, order) = order_and_session(3);
+        // The stand-in for a disk that stalls: the writer waits for the database handle, which
+        // this test holds (as a reopen after a disk error would).
+        let stalled = store.db.write().unwrap();
+        assert_eq!(impatient.write(Write::checkout(&session, &order)).await, Err(StoreError::Timeout(50)));
+        assert!(StoreError::Timeout(50).to_string().contains("outcome unknown"));
+        drop(stalled);
+        // The write stayed queued: its outcome was unknown, not failed.
+        store.flush().await.unwrap();
+        assert_eq!(store.order(&order.order_id).unwrap().unwrap().status, OrderStatus::Pending);
+        drop((store, impatient));
         writer.join();
         let _ = std::fs::remove_dir_all(&dir);
     }
