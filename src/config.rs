@@ -16,6 +16,9 @@ pub const CLASS_COUNT_MAX: usize = 16;
 /// an account with 10^30 tickets.
 pub const CAPACITY_MAX: u64 = 1_000_000_000;
 pub const HOLD_TIMEOUT_S_MAX: u32 = 24 * 60 * 60;
+/// A configured admin password shorter than this is refused at load (`""` most likely meant
+/// "generate one", which is leaving the field out).
+pub const ADMIN_PASSWORD_LEN_MIN: usize = 8;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +193,10 @@ impl Config {
         );
         ensure!(self.webhook_secret.len() >= 8, "webhook_secret must be at least 8 bytes");
         ensure!(!self.admin_user.is_empty(), "admin_user must not be empty");
+        ensure!(
+            self.admin_password.as_ref().is_none_or(|p| p.len() >= ADMIN_PASSWORD_LEN_MIN),
+            "admin_password must be at least {ADMIN_PASSWORD_LEN_MIN} bytes (leave it out to have one generated)"
+        );
         Ok(())
     }
 
@@ -246,6 +253,8 @@ mod tests {
             r#", "currency": "eur""#,
             r#", "hold_timeout_s": 0"#,
             r#", "webhook_secret": "short""#,
+            r#", "admin_password": """#,
+            r#", "admin_password": "1234567""#,
             r#", "unknown_field": 1"#,
         ] {
             let text = format!("{base}{extra}}}");
