@@ -120,8 +120,9 @@ pub const ROUTES: [&str; 23] = [
     "other",
 ];
 
-/// Status codes counted individually; everything else is counted as its class (`2xx`, ...).
-pub const STATUSES: [u16; 12] = [200, 303, 400, 404, 405, 408, 409, 413, 431, 500, 503, 0];
+/// Status codes counted individually (every one this server answers); anything else is counted
+/// under `other` (0).
+pub const STATUSES: [u16; 15] = [200, 303, 400, 401, 403, 404, 405, 408, 409, 413, 415, 431, 500, 503, 0];
 
 fn status_index(status: u16) -> usize {
     STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1)

@@ -46,6 +46,17 @@ async fn checkout_then_payment_succeeded_gives_a_paid_ticket() {
     let code = order["ticket_code"].as_str().unwrap();
     assert!(code.starts_with("TCK-") && code.len() == 14, "{code}");
     assert!(order["paid_at"].as_str().unwrap().ends_with('Z'));
+    // "Cancel" after paying (a second tab, the back button) changes nothing, and MockPay's
+    // redirect follows the order, not the button.
+    let reply = http.emit(&psid_of(&checkout), "canceled").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers["location"], format!("/demo/success?order_id={order_id}"));
+    assert_eq!(http.order(order_id).await["status"], "PAID");
+    let not_a_form = http
+        .request(Method::POST, &format!("/mockpay/{}/emit", psid_of(&checkout)), &[], b"t=failed".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(not_a_form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let inventory = http.inventory().await;
     assert_eq!(class(&inventory, "A")["sold"], 1);
@@ -168,7 +179,12 @@ async fn bad_webhooks_get_4xx_and_change_nothing() {
         .unwrap();
     assert_eq!(unsigned.status, StatusCode::BAD_REQUEST);
     let garbage = http
-        .request(Method::POST, "/payments/webhook", &[("x-mockpay-signature", "AAAA")], good.clone())
+        .request(
+            Method::POST,
+            "/payments/webhook",
+            &[("content-type", "application/json"), ("x-mockpay-signature", "AAAA")],
+            good.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
@@ -278,21 +294,41 @@ async fn bad_checkouts_and_routes_get_clear_json_errors() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
         assert!(reply["detail"].as_str().unwrap().contains(why), "{reply}");
     }
-    let raw = http.request(Method::POST, "/api/checkout", &[], b"\xff\xfe".to_vec()).await.unwrap();
+    let json_type = [("content-type", "application/json; charset=utf-8")];
+    let raw = http.request(Method::POST, "/api/checkout", &json_type, b"\xff\xfe".to_vec()).await.unwrap();
     assert_eq!(raw.status, StatusCode::BAD_REQUEST);
+    // A body that is not declared JSON (a cross-site form, a client that forgot the header).
+    let valid = br#"{"cls": "A", "customer_email": "x@y.zz"}"#.to_vec();
+    for headers in
+        [&[][..], &[("content-type", "text/plain")][..], &[("content-type", "application/x-www-form-urlencoded")][..]]
+    {
+        let reply = http.request(Method::POST, "/api/checkout", headers, valid.clone()).await.unwrap();
+        assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{headers:?}");
+        assert_eq!(reply.json()["detail"], "content-type must be application/json");
+    }
     // The server answers 413 without reading the body and closes that connection, so this goes
     // over a client of its own rather than the shared keep-alive pool.
-    let huge =
-        Http::new(&server.base).request(Method::POST, "/api/checkout", &[], vec![b'x'; 64 * 1024 + 1]).await.unwrap();
+    let huge = Http::new(&server.base)
+        .request(Method::POST, "/api/checkout", &json_type, vec![b'x'; 64 * 1024 + 1])
+        .await
+        .unwrap();
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(huge.json()["detail"].is_string());
 
     let (status, reply) = http.get("/no/such/route").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(reply["detail"], "not found");
-    let (status, reply) = http.get("/api/checkout").await;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(reply["detail"].is_string());
+    let wrong_method = http.request(Method::GET, "/api/checkout", &[], vec![]).await.unwrap();
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.headers["allow"], "POST");
+    assert!(wrong_method.json()["detail"].is_string());
+    let wrong_method = http.request(Method::DELETE, "/api/inventory", &[], vec![]).await.unwrap();
+    assert_eq!(wrong_method.headers["allow"], "GET, HEAD");
+    // GETs that change state (the reference's accounting API) do not answer HEAD, which clients
+    // send expecting no effect.
+    let head = http.request(Method::HEAD, "/api/accounting/reserve", &[], vec![]).await.unwrap();
+    assert_eq!(head.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(head.headers["allow"], "GET");
     let (status, _) = http.get("/api/orders/ffffffffffffffffffffffffffffffff").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = http.get("/mockpay/ps_unknown").await;

@@ -323,14 +323,8 @@ pub async fn upload_bench_result(app: &App, limits: &HttpLimits, request: Reques
         .map(|v| v.trim().chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(64).collect::<String>())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| format!("result-{}", flow::now_ms()));
-    let json_body = request
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_body {
-        // A cross-site form cannot send application/json without a CORS preflight.
-        return detail(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content-type must be application/json");
+    if let Err(response) = super::routes::require_media_type(&request, super::routes::JSON) {
+        return response;
     }
     let (_, body) = match read_body(limits, request).await {
         Ok(read) => read,

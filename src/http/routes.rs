@@ -18,6 +18,7 @@ use super::HttpLimits;
 use crate::flow::{self, App, FlowError, PaymentOk};
 use crate::metrics;
 use crate::payment::{EventType, SIGNATURE_HEADER};
+use crate::store::OrderStatus;
 use crate::web;
 
 pub async fn handle(
@@ -68,8 +69,18 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-fn method_not_allowed() -> Response<Body> {
-    detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+/// `Allow` header values for 405 answers (RFC 9110 requires one).
+const ALLOW_GET: &str = "GET, HEAD";
+const ALLOW_POST: &str = "POST";
+const ALLOW_GET_POST: &str = "GET, HEAD, POST";
+/// Routes whose GET changes state (the reference's API, or an expensive audit): HEAD, which
+/// clients and crawlers send expecting no effect, is refused rather than acted on.
+const ALLOW_GET_ONLY: &str = "GET";
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
+    response
 }
 
 async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
@@ -77,97 +88,98 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = request.method().clone();
     let get = method == Method::GET || method == Method::HEAD;
+    let get_only = method == Method::GET;
     let post = method == Method::POST;
     match segments.as_slice() {
         [""] | ["index.html"] => {
             if get {
                 page("index.html")
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["demo", "checkout"] => {
             if get {
                 page("checkout.html")
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["demo", "success"] => {
             if get {
                 page("success.html")
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["mockpay", psid] => {
             if get {
                 mockpay_page(app, psid)
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["mockpay", psid, "emit"] => {
             if post {
                 emit(app, limits, psid, request).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_POST)
             }
         }
         ["static", file] => {
             if get {
                 asset(file)
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "checkout"] => {
             if post {
                 checkout(app, limits, request).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_POST)
             }
         }
         ["payments", "webhook"] => {
             if post {
                 webhook(app, limits, request).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_POST)
             }
         }
         ["api", "orders", order_id] => {
             if get {
                 order(app, order_id)
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "orders", order_id, "qr.svg"] => {
             if get {
                 qr(app, order_id)
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "event"] => {
             if get {
                 event(app)
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["bench"] => {
             if get {
                 page("bench.html")
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["admin"] => {
             if get {
                 admin::admin_page(app, &request)
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["admin", "login"] => {
@@ -176,21 +188,21 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             } else if post {
                 admin::login(app, limits, peer, request).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET_POST)
             }
         }
         ["admin", "logout"] => {
             if post {
                 admin::logout(app, limits, request).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_POST)
             }
         }
         ["api", "admin", "csrf"] => {
             if get {
                 admin::csrf(app, &request)
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "bench", "results"] => {
@@ -202,35 +214,35 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
                 }
                 admin::upload_bench_result(app, limits, request).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET_POST)
             }
         }
         ["api", "admin", _] | ["api", "pending"] if admin::session_of(app, &request).is_none() => {
             if get {
                 admin::unauthorized()
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "admin", "orders"] => {
             if get {
                 admin::orders(app, request.uri().query())
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "admin", "audit"] => {
-            if get {
+            if get_only {
                 admin::audit(app).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET_ONLY)
             }
         }
         ["api", "admin", "goodies"] => {
             if get {
                 admin::goodies(app).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "admin", "events"] => {
@@ -240,59 +252,59 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
                     None => admin::unauthorized(),
                 }
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "pending"] => {
             if get {
                 admin::pending(app, request.uri().query())
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "sessions", psid] => {
             if get {
                 session(app, psid)
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "inventory"] => {
             if get {
                 inventory(app).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "accounting", _] if !app.config.accounting_endpoints => {
             detail(StatusCode::FORBIDDEN, "the accounting endpoints are disabled (accounting_endpoints = false)")
         }
         ["api", "accounting", "reserve"] => {
-            if get {
+            if get_only {
                 reserve(app, request.uri().query()).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET_ONLY)
             }
         }
         ["api", "accounting", "commit"] => {
-            if get {
+            if get_only {
                 commit(app, request.uri().query()).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET_ONLY)
             }
         }
         ["healthz"] => {
             if get {
                 healthz(app).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["metrics"] => {
             if get {
                 metrics_text(app).await
             } else {
-                method_not_allowed()
+                method_not_allowed(ALLOW_GET)
             }
         }
         _ => detail(StatusCode::NOT_FOUND, "not found"),
@@ -324,6 +336,24 @@ pub(super) async fn read_body(
     }
 }
 
+pub const JSON: &str = "application/json";
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// 415 unless the request's media type (parameters such as `charset` aside) is `expected`.
+/// Beyond telling a client what it got wrong, this keeps other sites' pages out: a cross-site
+/// form can send neither `application/json` nor a custom header without a CORS preflight.
+pub(super) fn require_media_type(request: &Request<Incoming>, expected: &'static str) -> Result<(), Response<Body>> {
+    let media_type = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    match media_type {
+        Some(media_type) if media_type.eq_ignore_ascii_case(expected) => Ok(()),
+        _ => Err(detail(StatusCode::UNSUPPORTED_MEDIA_TYPE, &format!("content-type must be {expected}"))),
+    }
+}
+
 pub(super) fn page(name: &str) -> Response<Body> {
     match web::get(name) {
         Some((content, mime)) => response::bytes(StatusCode::OK, mime, content),
@@ -347,6 +377,9 @@ fn mockpay_page(app: &App, psid: &str) -> Response<Body> {
 }
 
 async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    if let Err(response) = require_media_type(&request, JSON) {
+        return response;
+    }
     let (_, body) = match read_body(limits, request).await {
         Ok(read) => read,
         Err(response) => return response,
@@ -370,6 +403,9 @@ async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>) ->
 }
 
 async fn webhook(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+    if let Err(response) = require_media_type(&request, JSON) {
+        return response;
+    }
     let (parts, body) = match read_body(limits, request).await {
         Ok(read) => read,
         Err(response) => return response,
@@ -383,6 +419,9 @@ async fn webhook(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> 
 }
 
 async fn emit(app: &App, limits: &HttpLimits, psid: &str, request: Request<Incoming>) -> Response<Body> {
+    if let Err(response) = require_media_type(&request, FORM) {
+        return response;
+    }
     let (_, body) = match read_body(limits, request).await {
         Ok(read) => read,
         Err(response) => return response,
@@ -392,12 +431,19 @@ async fn emit(app: &App, limits: &HttpLimits, psid: &str, request: Request<Incom
         return detail(StatusCode::BAD_REQUEST, "form field t must be succeeded, failed or canceled");
     };
     match app.emit(psid, kind).await {
-        Ok((session, _)) => {
+        Ok((session, outcome)) => {
+            // Where to go follows what the order now is, not which button was pressed: a
+            // "cancel" after a payment (a second tab, the back button) leaves the order PAID.
+            let status = match outcome {
+                PaymentOk::Applied(status) => Some(status),
+                PaymentOk::Replay => app.store.order(&session.order_id).ok().flatten().map(|o| o.status),
+            };
             let order_id = &session.order_id;
-            response::see_other(&match kind {
-                EventType::Succeeded => format!("/demo/success?order_id={order_id}"),
-                EventType::Failed => format!("/demo/checkout?status=failed&order_id={order_id}"),
-                EventType::Canceled => format!("/demo/checkout?status=canceled&order_id={order_id}"),
+            response::see_other(&match status {
+                Some(OrderStatus::Failed) => format!("/demo/checkout?status=failed&order_id={order_id}"),
+                Some(OrderStatus::Canceled) => format!("/demo/checkout?status=canceled&order_id={order_id}"),
+                // The success page polls the order and explains every other status.
+                _ => format!("/demo/success?order_id={order_id}"),
             })
         }
         Err(e) => flow_error(e),
@@ -429,7 +475,10 @@ fn order(app: &App, order_id: &str) -> Response<Body> {
 fn session(app: &App, psid: &str) -> Response<Body> {
     match app.store.session(psid) {
         Ok(Some(session)) => {
-            let status = app.store.order(&session.order_id).ok().flatten().map(|o| o.status.as_str());
+            let status = match app.store.order(&session.order_id) {
+                Ok(order) => order.map(|o| o.status.as_str()),
+                Err(e) => return response::store_unavailable(&e),
+            };
             json(
                 StatusCode::OK,
                 &json!({
