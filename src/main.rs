@@ -27,7 +27,7 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
-    /// Log format: `human` on a terminal, `json` for collectors; `auto` picks by stderr.
+    /// Log format: `human` or `json` (for collectors); `auto` is `human`.
     #[arg(long, global = true, env = "TIGERFANS_LOG_FORMAT", default_value = "auto")]
     log_format: LogFormat,
 }
