@@ -19,8 +19,10 @@ pub fn is_valid_email(email: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// `POST /api/checkout`.
+/// `POST /api/checkout`. Unknown fields are refused: a client sending `"qty": 5` would otherwise
+/// be sold one ticket without a word.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub cls: String,
     pub customer_email: String,
@@ -65,6 +67,7 @@ mod tests {
             b"{\"cls\":\"\",\"customer_email\":\"a@b.co\"}",
             b"{\"cls\":\"A\",\"customer_email\":\"nope\"}",
             b"\xff\xfe",
+            b"{\"cls\":\"A\",\"customer_email\":\"a@b.co\",\"qty\":5}",
         ] {
             assert!(decode_checkout(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }

@@ -288,6 +288,7 @@ async fn bad_checkouts_and_routes_get_clear_json_errors() {
         (json!({"cls": "Z", "customer_email": "x@y.zz"}), "class"),
         (json!({"cls": "A", "customer_email": "not-an-email"}), "email"),
         (json!({"cls": "A"}), "JSON"),
+        (json!({"cls": "A", "customer_email": "x@y.zz", "qty": 5}), "unknown field `qty`"),
         (json!(["A"]), "JSON"),
     ] {
         let (status, reply) = http.post_json("/api/checkout", &body).await;
