@@ -204,6 +204,15 @@ async fn oversized_and_malformed_requests_get_clear_errors() {
         assert!(response.contains(r#"{"detail":"invalid JSON"#), "{response}");
     }
 
+    // A webhook signature header that is not text (obs-text bytes): there, and invalid.
+    let mut stream = connect(&server).await;
+    let mut request = b"POST /payments/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".to_vec();
+    request.extend_from_slice(b"Content-Length: 2\r\nx-mockpay-signature: \xff\xfe\r\n\r\n{}");
+    stream.write_all(&request).await.unwrap();
+    let response = &read_responses(&mut stream, 1).await[0];
+    assert_eq!(status_of(response), 400, "{response}");
+    assert!(response.contains(r#"{"detail":"invalid signature"}"#), "{response}");
+
     // A request line that is not HTTP: 400, connection closed.
     let mut stream = connect(&server).await;
     stream.write_all(b"\x16\x03\x01 hello TLS?\r\n\r\n").await.unwrap();
