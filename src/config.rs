@@ -194,7 +194,7 @@ impl Config {
         ensure!(self.webhook_secret.len() >= 8, "webhook_secret must be at least 8 bytes");
         ensure!(!self.admin_user.is_empty(), "admin_user must not be empty");
         ensure!(
-            self.admin_password.as_ref().is_none_or(|p| p.len() >= ADMIN_PASSWORD_LEN_MIN),
+            self.admin_password.as_ref().map_or(true, |p| p.len() >= ADMIN_PASSWORD_LEN_MIN),
             "admin_password must be at least {ADMIN_PASSWORD_LEN_MIN} bytes (leave it out to have one generated)"
         );
         Ok(())

@@ -310,7 +310,7 @@ impl App {
                 .ok_or_else(|| FlowError::NotFound("unknown payment session".into()))?;
             Holds { ticket: session.ticket_hold_id, goodie: session.goodie_hold_id }
         };
-        if order.event_keys.iter().any(|k| *k == event.idempotency_key) {
+        if order.event_keys.contains(&event.idempotency_key) {
             return Ok(PaymentOk::Replay);
         }
 

@@ -1329,6 +1329,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[allow(clippy::await_holding_lock)] // holding the lock across the write is the point
     async fn a_write_not_committed_in_time_answers_timeout_and_may_still_commit() {
         let dir = scratch("timeout");
         let (store, writer) = Store::open(&dir.join("s.redb"), Default::default()).unwrap();
@@ -1372,7 +1373,7 @@ mod tests {
         assert_eq!(store.write(payment(&id, "e39", OrderStatus::Failed)).await, Ok(WriteResult::Replay));
         // The counts followed the one real change; the expiry entry waits for the sweeper.
         let snapshot = store.audit_snapshot().unwrap();
-        assert_eq!(snapshot.expiry, [id.clone()]);
+        assert_eq!(snapshot.expiry, std::slice::from_ref(&id));
         assert!(
             snapshot.counts.contains(&(OrderStatus::Paid, 1)) && snapshot.counts.contains(&(OrderStatus::Pending, 0))
         );

@@ -323,7 +323,7 @@ pub async fn upload_bench_result(app: &App, limits: &HttpLimits, request: Reques
         .map(|v| v.trim().chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(64).collect::<String>())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| format!("result-{}", flow::now_ms()));
-    if let Err(response) = super::routes::require_media_type(&request, super::routes::JSON) {
+    if let Some(response) = super::routes::wrong_media_type(&request, super::routes::JSON) {
         return response;
     }
     let (_, body) = match read_body(limits, request).await {

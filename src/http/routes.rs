@@ -339,18 +339,18 @@ pub(super) async fn read_body(
 pub const JSON: &str = "application/json";
 pub const FORM: &str = "application/x-www-form-urlencoded";
 
-/// 415 unless the request's media type (parameters such as `charset` aside) is `expected`.
+/// A 415 unless the request's media type (parameters such as `charset` aside) is `expected`.
 /// Beyond telling a client what it got wrong, this keeps other sites' pages out: a cross-site
 /// form can send neither `application/json` nor a custom header without a CORS preflight.
-pub(super) fn require_media_type(request: &Request<Incoming>, expected: &'static str) -> Result<(), Response<Body>> {
+pub(super) fn wrong_media_type(request: &Request<Incoming>, expected: &'static str) -> Option<Response<Body>> {
     let media_type = request
         .headers()
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim());
     match media_type {
-        Some(media_type) if media_type.eq_ignore_ascii_case(expected) => Ok(()),
-        _ => Err(detail(StatusCode::UNSUPPORTED_MEDIA_TYPE, &format!("content-type must be {expected}"))),
+        Some(media_type) if media_type.eq_ignore_ascii_case(expected) => None,
+        _ => Some(detail(StatusCode::UNSUPPORTED_MEDIA_TYPE, &format!("content-type must be {expected}"))),
     }
 }
 
@@ -377,7 +377,7 @@ fn mockpay_page(app: &App, psid: &str) -> Response<Body> {
 }
 
 async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
-    if let Err(response) = require_media_type(&request, JSON) {
+    if let Some(response) = wrong_media_type(&request, JSON) {
         return response;
     }
     let (_, body) = match read_body(limits, request).await {
@@ -403,7 +403,7 @@ async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>) ->
 }
 
 async fn webhook(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
-    if let Err(response) = require_media_type(&request, JSON) {
+    if let Some(response) = wrong_media_type(&request, JSON) {
         return response;
     }
     let (parts, body) = match read_body(limits, request).await {
@@ -420,7 +420,7 @@ async fn webhook(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> 
 }
 
 async fn emit(app: &App, limits: &HttpLimits, psid: &str, request: Request<Incoming>) -> Response<Body> {
-    if let Err(response) = require_media_type(&request, FORM) {
+    if let Some(response) = wrong_media_type(&request, FORM) {
         return response;
     }
     let (_, body) = match read_body(limits, request).await {
