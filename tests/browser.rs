@@ -161,6 +161,7 @@ async fn buy_a_ticket_end_to_end_and_see_its_qr_code() {
     wait_js(&client, "/65[.,]00/.test(document.querySelector('#amount').textContent)", "the amount").await;
     wait_js(&client, "/\\d:\\d\\d/.test(document.querySelector('#countdown').textContent)", "the countdown").await;
     screenshot(&client, "03-mockpay").await;
+    let mockpay_url = client.current_url().await.unwrap();
     client.find(Locator::Css("#pay-succeeded")).await.unwrap().click().await.unwrap();
 
     wait_js(
@@ -189,6 +190,18 @@ async fn buy_a_ticket_end_to_end_and_see_its_qr_code() {
     assert_eq!(svg.headers["content-type"], "image/svg+xml");
     assert!(String::from_utf8_lossy(&svg.body).contains("<svg"));
     assert_eq!(server.http.order(&order_id).await["ticket_code"], code.as_str());
+
+    // MockPay opened again for the paid order: no countdown, no buttons, a way to the order.
+    client.goto(mockpay_url.as_str()).await.unwrap();
+    wait_js(
+        &client,
+        "document.querySelector('#pay-succeeded').disabled && /outcome: PAID/.test(document.querySelector('#status').textContent)",
+        "the settled MockPay page",
+    )
+    .await;
+    let link = client.find(Locator::Css("#status a")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert_eq!(link, format!("/demo/success?order_id={order_id}"));
+    assert_eq!(text(&client, "#countdown").await, "—");
     client.close().await.unwrap();
 }
 

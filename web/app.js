@@ -122,14 +122,17 @@
     for (const l of lines) if (l) box.appendChild(l instanceof Node ? l : h('span', {}, l, ' '));
   }
 
-  // Runs fn now and every ms, skipping a tick while the previous one is still running.
+  // Runs fn now and every ms, skipping a tick while the previous one is still running, and
+  // while the tab is hidden (a rush's open background tabs would otherwise keep polling the
+  // server); a tab shown again runs it at once.
   function every(ms, fn) {
     let busy = false;
     const tick = async () => {
-      if (busy) return;
+      if (busy || document.hidden) return;
       busy = true;
       try { await fn(); } catch (e) { console.error(e); } finally { busy = false; }
     };
+    document.addEventListener('visibilitychange', () => { if (!document.hidden) tick(); });
     tick();
     return setInterval(tick, ms);
   }
