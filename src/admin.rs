@@ -1,8 +1,11 @@
 //! The admin's credentials, sessions, CSRF tokens and login rate limit.
 //!
 //! Sessions are stateless: the cookie carries its expiry and a nonce, signed with HMAC-SHA256
-//! under a per-install secret (`DATA_DIR/admin-secret`, made on first start). Cookies are
-//! HttpOnly and SameSite=Strict; forms also carry a CSRF token derived from the session.
+//! under a per-install secret (`DATA_DIR/admin-secret`, made on first start) and the current
+//! session generation (`DATA_DIR/admin-sessions`): logging out moves to the next generation, which
+//! ends every session issued before, a copied cookie included (there is one admin account).
+//! Cookies are HttpOnly and SameSite=Strict; forms also carry a CSRF token derived from the
+//! session.
 //! Credentials are compared in constant time, and failed logins are limited per client address.
 //! With no password in the config, the appliance generates one on first start, stores it in
 //! `DATA_DIR/admin-password` (mode 0600) and prints it once in the log: there is no default.
@@ -11,7 +14,8 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -35,6 +39,10 @@ pub struct Admin {
     password_digest: [u8; 32],
     secret: Vec<u8>,
     failures: Mutex<HashMap<IpAddr, (u32, u64)>>,
+    /// Sessions of other generations are over (see the module's doc).
+    generation: AtomicU64,
+    /// Where the generation is kept across restarts; `None` in unit tests.
+    generation_file: Option<PathBuf>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -94,7 +102,18 @@ impl Admin {
                 password
             }
         };
-        Ok(Admin::new(user, &password, secret.as_bytes()))
+        let generation_file = data_dir.join("admin-sessions");
+        let generation = match std::fs::read_to_string(&generation_file) {
+            Ok(text) => text
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("{} does not hold a number", generation_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", generation_file.display())),
+        };
+        let admin = Admin::new(user, &password, secret.as_bytes());
+        admin.generation.store(generation, Ordering::SeqCst);
+        Ok(Admin { generation_file: Some(generation_file), ..admin })
     }
 
     pub fn new(user: &str, password: &str, secret: &[u8]) -> Admin {
@@ -104,7 +123,27 @@ impl Admin {
             password_digest: Sha256::digest(password.as_bytes()).into(),
             secret: secret.to_vec(),
             failures: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            generation_file: None,
         }
+    }
+
+    fn session_mac(&self, expiry: &str, nonce: &str) -> String {
+        let generation = self.generation.load(Ordering::SeqCst).to_string();
+        self.mac(&["session", &generation, expiry, nonce])
+    }
+
+    /// Ends every session issued so far (logout). The new generation is kept in the data dir, so
+    /// a restart does not bring old sessions back; if it cannot be written, they stay ended until
+    /// the next restart, and the error says so.
+    pub fn end_all_sessions(&self) -> anyhow::Result<()> {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let Some(path) = &self.generation_file else { return Ok(()) };
+        let temporary = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&temporary);
+        create_private(&temporary, &format!("{generation}\n"))?;
+        std::fs::rename(&temporary, path).with_context(|| format!("renaming onto {}", path.display()))?;
+        Ok(())
     }
 
     fn mac(&self, parts: &[&str]) -> String {
@@ -127,29 +166,30 @@ impl Admin {
     pub fn new_session(&self, now_ms: u64) -> String {
         let expiry = (now_ms + SESSION_TTL_MS).to_string();
         let nonce = random_hex(16);
-        let mac = self.mac(&["session", &expiry, &nonce]);
+        let mac = self.session_mac(&expiry, &nonce);
         format!("{expiry}.{nonce}.{mac}")
     }
 
-    /// The session in a `Cookie` header, if it is ours, intact and not expired.
+    /// The session in a `Cookie` header, if it is ours, intact, of this generation and not expired.
     pub fn session_from_cookies(&self, cookie_header: Option<&str>, now_ms: u64) -> Option<String> {
         let value = cookie_header?
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == COOKIE_NAME)?
             .1;
-        let mut parts = value.splitn(3, '.');
-        let (expiry, nonce, mac) = (parts.next()?, parts.next()?, parts.next()?);
-        let expected = self.mac(&["session", expiry, nonce]);
-        if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
-            return None;
-        }
-        (expiry.parse::<u64>().ok()? > now_ms).then(|| value.to_string())
+        self.session_still_valid(value, now_ms).then(|| value.to_string())
     }
 
-    /// Whether a session value (already verified once) has not expired yet.
+    /// Whether a session value is ours, intact, of this generation and not expired (checked
+    /// again by long-lived streams: a logout or the expiry ends them).
     pub fn session_still_valid(&self, session: &str, now_ms: u64) -> bool {
-        session.split('.').next().and_then(|e| e.parse::<u64>().ok()).is_some_and(|expiry| expiry > now_ms)
+        let mut parts = session.splitn(3, '.');
+        let (Some(expiry), Some(nonce), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        let expected = self.session_mac(expiry, nonce);
+        bool::from(expected.as_bytes().ct_eq(mac.as_bytes()))
+            && expiry.parse::<u64>().is_ok_and(|expiry| expiry > now_ms)
     }
 
     pub fn session_cookie(value: &str) -> String {
@@ -244,6 +284,27 @@ mod tests {
         assert_eq!(other_install.session_from_cookies(Some(&header), 2_000), None);
         assert_eq!(a.session_from_cookies(None, 0), None);
         assert!(Admin::session_cookie(&s).contains("HttpOnly; SameSite=Strict"));
+        assert!(a.session_still_valid(&s, 2_000));
+        assert!(!a.session_still_valid(&forged, 2_000));
+    }
+
+    #[test]
+    fn logging_out_ends_every_session_and_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("tigerfans-admin-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = Admin::load_or_create(&dir, "admin", Some("s3cret-pass")).unwrap();
+        let (one, two) = (a.new_session(0), a.new_session(0));
+        assert!(a.session_still_valid(&one, 1) && a.session_still_valid(&two, 1));
+        a.end_all_sessions().unwrap();
+        assert!(!a.session_still_valid(&one, 1) && !a.session_still_valid(&two, 1), "both ended");
+        let three = a.new_session(0);
+        assert!(a.session_still_valid(&three, 1));
+        // The same install after a restart: the ended ones stay ended, the new one lives.
+        let restarted = Admin::load_or_create(&dir, "admin", Some("s3cret-pass")).unwrap();
+        assert!(!restarted.session_still_valid(&one, 1));
+        assert!(restarted.session_still_valid(&three, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

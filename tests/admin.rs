@@ -141,6 +141,9 @@ async fn admin_endpoints_need_a_valid_session() {
         .unwrap();
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert!(reply.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    // The logged-out cookie is dead on the server too (a copy of it, say), not only deleted.
+    let reply = http.request(Method::GET, "/api/admin/orders", &with, vec![]).await.unwrap();
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 
     // A login without the CSRF token is refused.
     let reply = http

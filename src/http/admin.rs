@@ -97,6 +97,9 @@ pub async fn logout(app: &App, limits: &HttpLimits, request: Request<Incoming>) 
         if !app.admin.csrf_valid(Some(session), &form_field(&body, "csrf"), flow::now_ms()) {
             return detail(StatusCode::FORBIDDEN, "invalid CSRF token");
         }
+        if let Err(e) = app.admin.end_all_sessions() {
+            tracing::error!(error = %format!("{e:#}"), "admin sessions ended, but only until the next restart");
+        }
     }
     with_cookie(response::see_other("/admin/login"), &Admin::clear_cookie())
 }
