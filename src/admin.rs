@@ -2,8 +2,10 @@
 //!
 //! Sessions are stateless: the cookie carries its expiry and a nonce, signed with HMAC-SHA256
 //! under a per-install secret (`DATA_DIR/admin-secret`, made on first start) and the current
-//! session generation (`DATA_DIR/admin-sessions`): logging out moves to the next generation, which
-//! ends every session issued before, a copied cookie included (there is one admin account).
+//! session generation (`DATA_DIR/admin-sessions`, a random token): logging out draws a new one,
+//! which ends every session issued before, a copied cookie included (there is one admin account).
+//! Random rather than a counter, so that no later generation can ever equal an ended one (a
+//! counter written back by a failed write and a restart would bring old sessions back).
 //! Cookies are HttpOnly and SameSite=Strict; forms also carry a CSRF token derived from the
 //! session.
 //! Credentials are compared in constant time, and failed logins are limited per client address.
@@ -15,8 +17,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
 use hmac::{Hmac, Mac};
@@ -39,8 +40,9 @@ pub struct Admin {
     password_digest: [u8; 32],
     secret: Vec<u8>,
     failures: Mutex<HashMap<IpAddr, (u32, u64)>>,
-    /// Sessions of other generations are over (see the module's doc).
-    generation: AtomicU64,
+    /// Sessions of other generations are over (see the module's doc). Its write lock also
+    /// serializes logouts' writes of the file.
+    generation: RwLock<String>,
     /// Where the generation is kept across restarts; `None` in unit tests.
     generation_file: Option<PathBuf>,
 }
@@ -103,17 +105,9 @@ impl Admin {
             }
         };
         let generation_file = data_dir.join("admin-sessions");
-        let generation = match std::fs::read_to_string(&generation_file) {
-            Ok(text) => text
-                .trim()
-                .parse::<u64>()
-                .with_context(|| format!("{} does not hold a number", generation_file.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", generation_file.display())),
-        };
+        let (generation, _) = read_or_create(&generation_file, || random_hex(16))?;
         let admin = Admin::new(user, &password, secret.as_bytes());
-        admin.generation.store(generation, Ordering::SeqCst);
-        Ok(Admin { generation_file: Some(generation_file), ..admin })
+        Ok(Admin { generation: RwLock::new(generation), generation_file: Some(generation_file), ..admin })
     }
 
     pub fn new(user: &str, password: &str, secret: &[u8]) -> Admin {
@@ -123,13 +117,13 @@ impl Admin {
             password_digest: Sha256::digest(password.as_bytes()).into(),
             secret: secret.to_vec(),
             failures: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
+            generation: RwLock::new(String::new()),
             generation_file: None,
         }
     }
 
     fn session_mac(&self, expiry: &str, nonce: &str) -> String {
-        let generation = self.generation.load(Ordering::SeqCst).to_string();
+        let generation = self.generation.read().expect("generation lock");
         self.mac(&["session", &generation, expiry, nonce])
     }
 
@@ -137,13 +131,18 @@ impl Admin {
     /// a restart does not bring old sessions back; if it cannot be written, they stay ended until
     /// the next restart, and the error says so.
     pub fn end_all_sessions(&self) -> anyhow::Result<()> {
-        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut generation = self.generation.write().expect("generation lock");
+        *generation = random_hex(16);
         let Some(path) = &self.generation_file else { return Ok(()) };
         let temporary = path.with_extension("tmp");
         let _ = std::fs::remove_file(&temporary);
         create_private(&temporary, &format!("{generation}\n"))?;
         std::fs::rename(&temporary, path).with_context(|| format!("renaming onto {}", path.display()))?;
-        Ok(())
+        // The rename is durable once the directory is.
+        let directory = path.parent().expect("a file in the data dir");
+        std::fs::File::open(directory)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", directory.display()))
     }
 
     fn mac(&self, parts: &[&str]) -> String {
