@@ -70,12 +70,12 @@ fn route_label(path: &str) -> &'static str {
 }
 
 /// `Allow` header values for 405 answers (RFC 9110 requires one).
-const ALLOW_GET: &str = "GET, HEAD";
+const ALLOW_GET_HEAD: &str = "GET, HEAD";
 const ALLOW_POST: &str = "POST";
 const ALLOW_GET_POST: &str = "GET, HEAD, POST";
 /// Routes whose GET changes state (the reference's API, or an expensive audit): HEAD, which
 /// clients and crawlers send expecting no effect, is refused rather than acted on.
-const ALLOW_GET_ONLY: &str = "GET";
+const ALLOW_GET: &str = "GET";
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -95,28 +95,28 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             if get {
                 page("index.html")
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["demo", "checkout"] => {
             if get {
                 page("checkout.html")
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["demo", "success"] => {
             if get {
                 page("success.html")
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["mockpay", psid] => {
             if get {
                 mockpay_page(app, psid)
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["mockpay", psid, "emit"] => {
@@ -130,7 +130,7 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             if get {
                 asset(file)
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "checkout"] => {
@@ -151,35 +151,35 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             if get {
                 order(app, order_id)
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "orders", order_id, "qr.svg"] => {
             if get {
                 qr(app, order_id)
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "event"] => {
             if get {
                 event(app)
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["bench"] => {
             if get {
                 page("bench.html")
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["admin"] => {
             if get {
                 admin::admin_page(app, &request)
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["admin", "login"] => {
@@ -202,7 +202,7 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             if get {
                 admin::csrf(app, &request)
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "bench", "results"] => {
@@ -221,28 +221,28 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             if get {
                 admin::unauthorized()
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "admin", "orders"] => {
             if get {
                 admin::orders(app, request.uri().query())
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "admin", "audit"] => {
             if get_only {
                 admin::audit(app).await
             } else {
-                method_not_allowed(ALLOW_GET_ONLY)
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "admin", "goodies"] => {
             if get {
                 admin::goodies(app).await
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "admin", "events"] => {
@@ -252,28 +252,28 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
                     None => admin::unauthorized(),
                 }
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "pending"] => {
             if get {
                 admin::pending(app, request.uri().query())
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "sessions", psid] => {
             if get {
                 session(app, psid)
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "inventory"] => {
             if get {
                 inventory(app).await
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["api", "accounting", _] if !app.config.accounting_endpoints => {
@@ -283,28 +283,28 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             if get_only {
                 reserve(app, request.uri().query()).await
             } else {
-                method_not_allowed(ALLOW_GET_ONLY)
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["api", "accounting", "commit"] => {
             if get_only {
                 commit(app, request.uri().query()).await
             } else {
-                method_not_allowed(ALLOW_GET_ONLY)
+                method_not_allowed(ALLOW_GET)
             }
         }
         ["healthz"] => {
             if get {
                 healthz(app).await
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         ["metrics"] => {
             if get {
                 metrics_text(app).await
             } else {
-                method_not_allowed(ALLOW_GET)
+                method_not_allowed(ALLOW_GET_HEAD)
             }
         }
         _ => detail(StatusCode::NOT_FOUND, "not found"),
