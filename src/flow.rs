@@ -162,9 +162,9 @@ pub fn new_ticket_code() -> String {
 }
 
 /// A new id for orders and holds: a millisecond timestamp (48 bits, so ids sort by time and land
-/// at the right edge of B-trees) and 80 random bits (a CSPRNG the OS seeds, see `random_bytes`). Unlike
-/// TigerBeetle's `id()` (sequential within a millisecond), neighbours cannot be guessed: an
-/// order id is what reads an order and its ticket code.
+/// at the right edge of B-trees) and 80 random bits (a CSPRNG the OS seeds, see `random_bytes`).
+/// Unlike TigerBeetle's `id()` (sequential within a millisecond), neighbours cannot be guessed:
+/// an order id is what reads an order and its ticket code.
 pub fn new_id() -> u128 {
     let random = random_bytes::<10>();
     let mut low = [0u8; 16];
