@@ -94,6 +94,10 @@ async fn admin_endpoints_need_a_valid_session() {
     assert_eq!(location, "/admin");
     let cookie = cookie.unwrap();
     let with = [("cookie", cookie.as_str())];
+    // Signed in, the login page sends you on to the admin page.
+    let login_page = http.request(Method::GET, "/admin/login", &with, vec![]).await.unwrap();
+    assert_eq!(login_page.status, StatusCode::SEE_OTHER);
+    assert_eq!(login_page.headers["location"], "/admin");
     let tampered = format!("{}0", cookie);
     let reply = http.request(Method::GET, "/api/admin/orders", &[("cookie", tampered.as_str())], vec![]).await.unwrap();
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);

@@ -183,7 +183,9 @@ async fn route(app: &Arc<App>, limits: &HttpLimits, peer: SocketAddr, request: R
             }
         }
         ["admin", "login"] => {
-            if get {
+            if get && admin::session_of(app, &request).is_some() {
+                response::see_other("/admin")
+            } else if get {
                 page("admin-login.html")
             } else if post {
                 admin::login(app, limits, peer, request).await
