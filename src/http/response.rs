@@ -61,9 +61,18 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Bo
     response
 }
 
+/// `{"detail": ...}`, and the class for a sold-out 409. Replies are structs that borrow what
+/// they show, serialized straight to bytes: no `serde_json::Value` map is built per request.
+#[derive(Serialize)]
+struct Detail<'a> {
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cls: Option<&'a str>,
+}
+
 /// `{"detail": ...}` with the given status: every error this server gives looks like this.
 pub fn detail(status: StatusCode, detail: &str) -> Response<Body> {
-    json(status, &serde_json::json!({ "detail": detail }))
+    json(status, &Detail { detail, cls: None })
 }
 
 /// 503 for a store read that failed (the disk or the file is in trouble).
@@ -75,9 +84,7 @@ pub fn flow_error(error: FlowError) -> Response<Body> {
     match error {
         FlowError::BadRequest(d) => detail(StatusCode::BAD_REQUEST, &d),
         FlowError::NotFound(d) => detail(StatusCode::NOT_FOUND, &d),
-        FlowError::SoldOut { cls } => {
-            json(StatusCode::CONFLICT, &serde_json::json!({ "detail": "sold out", "cls": cls }))
-        }
+        FlowError::SoldOut { cls } => json(StatusCode::CONFLICT, &Detail { detail: "sold out", cls: Some(&cls) }),
         FlowError::Unavailable(d) => detail(StatusCode::SERVICE_UNAVAILABLE, &d),
     }
 }

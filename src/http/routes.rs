@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
 use serde_json::json;
 
 use super::admin;
@@ -393,15 +394,61 @@ async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>) ->
     match app.checkout(&request.cls, &request.customer_email).await {
         Ok(ok) => json(
             StatusCode::OK,
-            &json!({
-                "order_id": ok.order_id,
-                "redirect_url": format!("/mockpay/{}", ok.psid),
-                "amount": ok.amount,
-                "currency": ok.currency,
-            }),
+            &CheckoutReply {
+                order_id: &ok.order_id,
+                redirect_url: format!("/mockpay/{}", ok.psid),
+                amount: ok.amount,
+                currency: &ok.currency,
+            },
         ),
         Err(e) => flow_error(e),
     }
+}
+
+// The hot paths' replies: structs that borrow what they show, serialized straight to bytes (no
+// `serde_json::Value` map per request).
+
+#[derive(Serialize)]
+struct CheckoutReply<'a> {
+    order_id: &'a str,
+    redirect_url: String,
+    amount: u64,
+    currency: &'a str,
+}
+
+#[derive(Serialize)]
+struct PaymentReply {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_status: Option<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    idempotent: bool,
+}
+
+#[derive(Serialize)]
+struct OrderReply<'a> {
+    order_id: &'a str,
+    status: &'static str,
+    cls: &'a str,
+    qty: u32,
+    amount: u64,
+    currency: &'a str,
+    paid_at: Option<String>,
+    ticket_code: Option<&'a str>,
+    got_goodie: bool,
+}
+
+#[derive(Serialize)]
+struct ReserveReply {
+    tb_transfer_id: String,
+    goodie_tb_transfer_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CommitReply {
+    ok: bool,
+    ticket: String,
+    goodie: Option<String>,
 }
 
 async fn webhook(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
@@ -415,8 +462,10 @@ async fn webhook(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> 
     // A header that is not text is there and wrong, not missing.
     let signature = parts.headers.get(SIGNATURE_HEADER).map(|v| v.to_str().unwrap_or(""));
     match app.payment_event(&body, signature).await {
-        Ok(PaymentOk::Applied(status)) => json(StatusCode::OK, &json!({"ok": true, "order_status": status.as_str()})),
-        Ok(PaymentOk::Replay) => json(StatusCode::OK, &json!({"ok": true, "idempotent": true})),
+        Ok(PaymentOk::Applied(status)) => {
+            json(StatusCode::OK, &PaymentReply { ok: true, order_status: Some(status.as_str()), idempotent: false })
+        }
+        Ok(PaymentOk::Replay) => json(StatusCode::OK, &PaymentReply { ok: true, order_status: None, idempotent: true }),
         Err(e) => flow_error(e),
     }
 }
@@ -457,17 +506,17 @@ fn order(app: &App, order_id: &str) -> Response<Body> {
     match app.store.order(order_id) {
         Ok(Some(order)) => json(
             StatusCode::OK,
-            &json!({
-                "order_id": order.order_id,
-                "status": order.status.as_str(),
-                "cls": order.cls,
-                "qty": order.qty,
-                "amount": order.amount,
-                "currency": order.currency,
-                "paid_at": order.paid_at_ms.map(flow::rfc3339_ms),
-                "ticket_code": order.ticket_code,
-                "got_goodie": order.got_goodie,
-            }),
+            &OrderReply {
+                order_id: &order.order_id,
+                status: order.status.as_str(),
+                cls: &order.cls,
+                qty: order.qty,
+                amount: order.amount,
+                currency: &order.currency,
+                paid_at: order.paid_at_ms.map(flow::rfc3339_ms),
+                ticket_code: order.ticket_code.as_deref(),
+                got_goodie: order.got_goodie,
+            },
         ),
         Ok(None) => detail(StatusCode::NOT_FOUND, "unknown order"),
         Err(e) => response::store_unavailable(&e),
@@ -586,10 +635,7 @@ async fn reserve(app: &App, query: Option<&str>) -> Response<Body> {
     match app.reserve(cls.as_deref()).await {
         Ok((ticket, goodie)) => json(
             StatusCode::OK,
-            &json!({
-                "tb_transfer_id": ticket.to_string(),
-                "goodie_tb_transfer_id": goodie.map(|g| g.to_string()),
-            }),
+            &ReserveReply { tb_transfer_id: ticket.to_string(), goodie_tb_transfer_id: goodie.map(|g| g.to_string()) },
         ),
         Err(e) => flow_error(e),
     }
@@ -620,14 +666,7 @@ async fn commit(app: &App, query: Option<&str>) -> Response<Body> {
             let name = |r: &crate::accounting::TransferResult| format!("{r:?}");
             let ticket_ok = results[0].is_success();
             let status = if ticket_ok { StatusCode::OK } else { StatusCode::CONFLICT };
-            json(
-                status,
-                &json!({
-                    "ok": ticket_ok,
-                    "ticket": name(&results[0]),
-                    "goodie": results.get(1).map(name),
-                }),
-            )
+            json(status, &CommitReply { ok: ticket_ok, ticket: name(&results[0]), goodie: results.get(1).map(name) })
         }
         Err(e) => flow_error(e),
     }
