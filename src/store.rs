@@ -406,12 +406,6 @@ impl Store {
             .ok_or_else(|| anyhow::anyhow!("store unavailable: reopening after a disk error"))
     }
 
-    /// This handle with another write timeout (`WRITE_TIMEOUT_MS` by default).
-    pub fn with_write_timeout_ms(mut self, write_timeout_ms: u64) -> Store {
-        self.write_timeout_ms = write_timeout_ms;
-        self
-    }
-
     /// Queues a write and waits until it is durably committed, at most the write timeout.
     pub async fn write(&self, write: Write) -> Result<WriteResult, StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -1333,7 +1327,7 @@ mod tests {
     async fn a_write_not_committed_in_time_answers_timeout_and_may_still_commit() {
         let dir = scratch("timeout");
         let (store, writer) = Store::open(&dir.join("s.redb"), Default::default()).unwrap();
-        let impatient = store.clone().with_write_timeout_ms(50);
+        let impatient = Store { write_timeout_ms: 50, ..store.clone() };
         let (session, order) = order_and_session(3);
         // The stand-in for a disk that stalls: the writer waits for the database handle, which
         // this test holds (as a reopen after a disk error would).
