@@ -19,6 +19,7 @@
 //! Spent credits_pending = held.
 
 use sha2::{Digest, Sha256};
+use tb::error::CreateTransferErrorKind;
 use tb::{account, transfer, Account, Transfer};
 use tigerbeetle_unofficial as tb;
 
@@ -256,18 +257,18 @@ pub enum TransferResult {
 }
 
 impl TransferResult {
-    /// Maps a `create_transfers` result code (0 = ok) from TigerBeetle's C ABI.
-    pub fn from_code(code: u32) -> TransferResult {
-        match code {
-            0 => TransferResult::Created,
-            46 => TransferResult::Exists,
-            54 => TransferResult::ExceedsCredits,
-            68 => TransferResult::IdAlreadyFailed,
-            35 => TransferResult::PendingExpired,
-            33 => TransferResult::PendingAlreadyPosted,
-            34 => TransferResult::PendingAlreadyVoided,
-            25 => TransferResult::PendingNotFound,
-            other => TransferResult::Other(other),
+    /// Maps a transfer's error from TigerBeetle's result enum; `code` is kept for the kinds the
+    /// application does not name (it shows in logs and the commit endpoint's answer).
+    pub fn from_error(kind: CreateTransferErrorKind, code: u32) -> TransferResult {
+        match kind {
+            CreateTransferErrorKind::Exists => TransferResult::Exists,
+            CreateTransferErrorKind::ExceedsCredits => TransferResult::ExceedsCredits,
+            CreateTransferErrorKind::IdAlreadyFailed => TransferResult::IdAlreadyFailed,
+            CreateTransferErrorKind::PendingTransferExpired => TransferResult::PendingExpired,
+            CreateTransferErrorKind::PendingTransferAlreadyPosted => TransferResult::PendingAlreadyPosted,
+            CreateTransferErrorKind::PendingTransferAlreadyVoided => TransferResult::PendingAlreadyVoided,
+            CreateTransferErrorKind::PendingTransferNotFound => TransferResult::PendingNotFound,
+            _ => TransferResult::Other(code),
         }
     }
 
@@ -370,10 +371,14 @@ mod tests {
     }
 
     #[test]
-    fn result_codes_map() {
-        assert!(TransferResult::from_code(0).is_success());
-        assert!(TransferResult::from_code(46).is_success());
-        assert_eq!(TransferResult::from_code(54), TransferResult::ExceedsCredits);
-        assert_eq!(TransferResult::from_code(5), TransferResult::Other(5));
+    fn result_kinds_map() {
+        use tb::error::{CreateTransferError, CreateTransferErrorKind as Kind};
+        let result = |kind: Kind| TransferResult::from_error(kind, CreateTransferError::from(kind).code().get());
+        assert!(result(Kind::Exists).is_success());
+        assert_eq!(result(Kind::ExceedsCredits), TransferResult::ExceedsCredits);
+        assert_eq!(result(Kind::PendingTransferExpired), TransferResult::PendingExpired);
+        // TigerBeetle 0.16's codes, as the C ABI numbers them.
+        assert_eq!(CreateTransferError::from(Kind::ExceedsCredits).code().get(), 54);
+        assert_eq!(result(Kind::LinkedEventFailed), TransferResult::Other(1));
     }
 }

@@ -23,9 +23,12 @@ use crate::metrics::Metrics;
 
 /// Where batches go: TigerBeetle in production (`ledger::Ledger`), anything in unit tests.
 pub trait Backend: Send + Sync + 'static {
-    /// Submits one batch. On success returns `(index, code)` for every transfer that did not
-    /// succeed, TigerBeetle's sparse result format; `Err` means the request itself failed.
-    fn create_transfers(&self, batch: Vec<Transfer>) -> impl Future<Output = Result<Vec<(u32, u32)>, String>> + Send;
+    /// Submits one batch. On success returns `(index, result)` for every transfer that was not
+    /// created, TigerBeetle's sparse result format; `Err` means the request itself failed.
+    fn create_transfers(
+        &self,
+        batch: Vec<Transfer>,
+    ) -> impl Future<Output = Result<Vec<(u32, TransferResult)>, String>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,21 +166,22 @@ async fn lane<B: Backend>(
 }
 
 /// Hands each submitter its own slice of the batch's results.
-fn route(outcome: Result<Vec<(u32, u32)>, String>, owners: &mut Vec<Owner>, batch_len: usize) {
+fn route(outcome: Result<Vec<(u32, TransferResult)>, String>, owners: &mut Vec<Owner>, batch_len: usize) {
     match outcome {
         Ok(failures) => {
             // Sparse results are sorted by index; walk them alongside the owners.
             let mut failures = failures.into_iter().peekable();
             for (reply, start, len) in owners.drain(..) {
                 let mut results = vec![TransferResult::Created; len];
-                while let Some(&(index, code)) = failures.peek() {
+                while let Some(&(index, result)) = failures.peek() {
                     let index = index as usize;
                     assert!(index < batch_len, "result index {index} beyond batch {batch_len}");
                     if index >= start + len {
                         break;
                     }
                     assert!(index >= start, "results out of order");
-                    results[index - start] = TransferResult::from_code(code);
+                    assert_ne!(result, TransferResult::Created, "only failures are listed");
+                    results[index - start] = result;
                     failures.next();
                 }
                 // The submitter may have timed out and gone: nothing to do then.
@@ -198,17 +202,22 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Fails every transfer whose id is divisible by 7 with code 54 (exceeds_credits) and
+    /// Fails every transfer whose id is divisible by 7 with exceeds_credits and
     /// records the batch sizes it saw.
     struct Fake {
         sizes: Mutex<Vec<usize>>,
     }
 
     impl Backend for Fake {
-        async fn create_transfers(&self, batch: Vec<Transfer>) -> Result<Vec<(u32, u32)>, String> {
+        async fn create_transfers(&self, batch: Vec<Transfer>) -> Result<Vec<(u32, TransferResult)>, String> {
             self.sizes.lock().unwrap().push(batch.len());
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            Ok(batch.iter().enumerate().filter(|(_, t)| t.id() % 7 == 0).map(|(i, _)| (i as u32, 54)).collect())
+            Ok(batch
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.id() % 7 == 0)
+                .map(|(i, _)| (i as u32, TransferResult::ExceedsCredits))
+                .collect())
         }
     }
 
@@ -243,7 +252,7 @@ mod tests {
 
     struct Down;
     impl Backend for Down {
-        async fn create_transfers(&self, _: Vec<Transfer>) -> Result<Vec<(u32, u32)>, String> {
+        async fn create_transfers(&self, _: Vec<Transfer>) -> Result<Vec<(u32, TransferResult)>, String> {
             Err("replica down".into())
         }
     }
@@ -281,7 +290,7 @@ mod tests {
 
     struct Stuck;
     impl Backend for Stuck {
-        async fn create_transfers(&self, _: Vec<Transfer>) -> Result<Vec<(u32, u32)>, String> {
+        async fn create_transfers(&self, _: Vec<Transfer>) -> Result<Vec<(u32, TransferResult)>, String> {
             std::future::pending().await
         }
     }

@@ -1,4 +1,5 @@
-//! One keep-alive HTTP/1.1 connection per load worker, driven by the worker's own task.
+//! The small HTTP/1.1 client shared by the load generator (`bench`) and the remote audit
+//! (`audit --base`): one keep-alive connection, driven by its caller's own task.
 //!
 //! Why not hyper's client: it runs each connection in a task of its own and hands every request
 //! and its response between that task and the caller through channels. On a two-core machine

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use tb::error::{CreateAccountsError, CreateTransfersError};
+use tb::error::{CreateAccountErrorKind, CreateAccountsError, CreateTransfersError};
 use tb::{Account, Transfer};
 use tigerbeetle_unofficial as tb;
 
@@ -41,8 +41,8 @@ impl Ledger {
             Ok(()) => {}
             Err(CreateAccountsError::Api(errors)) => {
                 for e in errors.as_slice() {
-                    // 21 = exists (same fields): an idempotent success.
-                    if e.inner().code().get() != 21 {
+                    // Exists (with the same fields): an idempotent success.
+                    if !matches!(e.inner().kind(), CreateAccountErrorKind::Exists) {
                         bail!("creating accounts: {e}");
                     }
                 }
@@ -71,9 +71,9 @@ impl Ledger {
         }
         if !funding.is_empty() {
             let failures = self.create_transfers(funding).await.map_err(|e| anyhow!("funding: {e}"))?;
-            for (index, code) in failures {
-                if !TransferResult::from_code(code).is_success() {
-                    bail!("funding transfer {index} refused by TigerBeetle with code {code}");
+            for (index, result) in failures {
+                if !result.is_success() {
+                    bail!("funding transfer {index} refused by TigerBeetle: {result:?}");
                 }
             }
         }
@@ -135,12 +135,14 @@ pub async fn within<T>(
 }
 
 impl Backend for Ledger {
-    async fn create_transfers(&self, batch: Vec<Transfer>) -> Result<Vec<(u32, u32)>, String> {
+    async fn create_transfers(&self, batch: Vec<Transfer>) -> Result<Vec<(u32, TransferResult)>, String> {
         match self.client.create_transfers(batch).await {
             Ok(()) => Ok(Vec::new()),
-            Err(CreateTransfersError::Api(errors)) => {
-                Ok(errors.as_slice().iter().map(|e| (e.index(), e.inner().code().get())).collect())
-            }
+            Err(CreateTransfersError::Api(errors)) => Ok(errors
+                .as_slice()
+                .iter()
+                .map(|e| (e.index(), TransferResult::from_error(e.inner().kind(), e.inner().code().get())))
+                .collect()),
             Err(CreateTransfersError::Send(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         }

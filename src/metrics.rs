@@ -93,32 +93,92 @@ impl Histogram {
     }
 }
 
-/// The routes requests are counted under (a fixed set: labels never grow with input).
-pub const ROUTES: [&str; 23] = [
-    "page",
-    "mockpay",
-    "emit",
-    "static",
-    "checkout",
-    "webhook",
-    "order",
-    "session",
-    "inventory",
-    "reserve",
-    "commit",
-    "healthz",
-    "metrics",
-    "not_found",
-    "method_not_allowed",
-    "qr",
-    "event",
-    "admin_page",
-    "admin_login",
-    "admin_events",
-    "admin_api",
-    "bench_results",
-    "other",
-];
+/// The labels requests are counted under (a fixed set: labels never grow with input). The
+/// router gives every route one (`http::router::Route::label`); the order here is the order of
+/// `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteLabel {
+    Page,
+    MockPay,
+    Emit,
+    Static,
+    Checkout,
+    Webhook,
+    Order,
+    Session,
+    Inventory,
+    Reserve,
+    Commit,
+    Healthz,
+    Metrics,
+    NotFound,
+    MethodNotAllowed,
+    Qr,
+    Event,
+    AdminPage,
+    AdminLogin,
+    AdminEvents,
+    AdminApi,
+    BenchResults,
+}
+
+impl RouteLabel {
+    pub const ALL: [RouteLabel; 22] = [
+        RouteLabel::Page,
+        RouteLabel::MockPay,
+        RouteLabel::Emit,
+        RouteLabel::Static,
+        RouteLabel::Checkout,
+        RouteLabel::Webhook,
+        RouteLabel::Order,
+        RouteLabel::Session,
+        RouteLabel::Inventory,
+        RouteLabel::Reserve,
+        RouteLabel::Commit,
+        RouteLabel::Healthz,
+        RouteLabel::Metrics,
+        RouteLabel::NotFound,
+        RouteLabel::MethodNotAllowed,
+        RouteLabel::Qr,
+        RouteLabel::Event,
+        RouteLabel::AdminPage,
+        RouteLabel::AdminLogin,
+        RouteLabel::AdminEvents,
+        RouteLabel::AdminApi,
+        RouteLabel::BenchResults,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteLabel::Page => "page",
+            RouteLabel::MockPay => "mockpay",
+            RouteLabel::Emit => "emit",
+            RouteLabel::Static => "static",
+            RouteLabel::Checkout => "checkout",
+            RouteLabel::Webhook => "webhook",
+            RouteLabel::Order => "order",
+            RouteLabel::Session => "session",
+            RouteLabel::Inventory => "inventory",
+            RouteLabel::Reserve => "reserve",
+            RouteLabel::Commit => "commit",
+            RouteLabel::Healthz => "healthz",
+            RouteLabel::Metrics => "metrics",
+            RouteLabel::NotFound => "not_found",
+            RouteLabel::MethodNotAllowed => "method_not_allowed",
+            RouteLabel::Qr => "qr",
+            RouteLabel::Event => "event",
+            RouteLabel::AdminPage => "admin_page",
+            RouteLabel::AdminLogin => "admin_login",
+            RouteLabel::AdminEvents => "admin_events",
+            RouteLabel::AdminApi => "admin_api",
+            RouteLabel::BenchResults => "bench_results",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Status codes counted individually (every one this server answers); anything else is counted
 /// under `other` (0).
@@ -156,7 +216,7 @@ pub struct RouteMetrics {
 /// Every figure the appliance records. One instance per process, shared by `Arc`.
 #[derive(Default)]
 pub struct Metrics {
-    pub routes: [RouteMetrics; ROUTES.len()],
+    pub routes: [RouteMetrics; RouteLabel::ALL.len()],
     pub stages_us: [Histogram; STAGES.len()],
     pub tb_batch_transfers: Histogram,
     pub tb_call_us: Histogram,
@@ -179,9 +239,9 @@ impl Metrics {
         *started = now;
     }
 
-    /// Records one HTTP request under its route (an index into `ROUTES`).
-    pub fn request(&self, route: usize, status: u16, elapsed_us: u64) {
-        let route = &self.routes[route];
+    /// Records one HTTP request under its route's label.
+    pub fn request(&self, route: RouteLabel, status: u16, elapsed_us: u64) {
+        let route = &self.routes[route.index()];
         route.latency_us.observe(elapsed_us);
         route.statuses[status_index(status)].add(1);
     }
@@ -190,7 +250,8 @@ impl Metrics {
     pub fn render(&self, extra: &[(&str, &str, i64)]) -> String {
         let mut out = String::with_capacity(32 * 1024);
         let _ = writeln!(out, "# TYPE tigerfans_http_requests_total counter");
-        for (name, route) in ROUTES.iter().zip(&self.routes) {
+        for (label, route) in RouteLabel::ALL.iter().zip(&self.routes) {
+            let name = label.as_str();
             for (status, counter) in STATUSES.iter().zip(&route.statuses) {
                 let n = counter.get();
                 if n > 0 {
@@ -204,7 +265,8 @@ impl Metrics {
             histogram.render_labeled(&mut out, "tigerfans_stage_microseconds", "stage", name);
         }
         let _ = writeln!(out, "# TYPE tigerfans_http_request_microseconds histogram");
-        for (name, route) in ROUTES.iter().zip(&self.routes) {
+        for (label, route) in RouteLabel::ALL.iter().zip(&self.routes) {
+            let name = label.as_str();
             if route.latency_us.count() > 0 {
                 route.latency_us.render_labeled(&mut out, "tigerfans_http_request_microseconds", "route", name);
             }
@@ -267,6 +329,13 @@ pub fn process_rss_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_labels_are_listed_in_their_own_order() {
+        for (i, label) in RouteLabel::ALL.iter().enumerate() {
+            assert_eq!(label.index(), i, "{}", label.as_str());
+        }
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_powers_of_two() {

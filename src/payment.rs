@@ -68,6 +68,15 @@ pub struct Event {
 pub const EVENT_FIELD_LEN_MAX: usize = 128;
 
 impl Event {
+    /// The body and its signature header's value, as the provider sends them: the one
+    /// definition of the wire format (MockPay's buttons, the load generator and the tests
+    /// all send events made here). `decode_event` is its inverse.
+    pub fn encode_signed(&self, secret: &[u8]) -> (Vec<u8>, String) {
+        let body = serde_json::to_vec(self).expect("events serialize");
+        let signature = sign(secret, &body);
+        (body, signature)
+    }
+
     pub fn check_lengths(&self) -> Result<(), &'static str> {
         for (field, name) in [
             (&self.payment_session_id, "payment_session_id"),
@@ -112,6 +121,27 @@ mod tests {
         assert!(!verify(b"secret-key", b"{}", &sig));
         assert!(!verify(b"secret-key", body, "not base64!"));
         assert!(!verify(b"secret-key", body, ""));
+    }
+
+    #[test]
+    fn a_signed_event_decodes_to_itself() {
+        let event = Event {
+            kind: EventType::Succeeded,
+            payment_session_id: "ps_1".into(),
+            order_id: "o1".into(),
+            amount: 6500,
+            currency: "EUR".into(),
+            created_at: "2026-11-23T00:00:00Z".into(),
+            idempotency_key: "k1".into(),
+        };
+        let (body, signature) = event.encode_signed(b"secret");
+        assert_eq!(
+            String::from_utf8(body.clone()).unwrap(),
+            r#"{"type":"payment.succeeded","payment_session_id":"ps_1","order_id":"o1","amount":6500,"currency":"EUR","created_at":"2026-11-23T00:00:00Z","idempotency_key":"k1"}"#
+        );
+        let decoded = decode_event(b"secret", &body, Some(&signature)).unwrap();
+        assert_eq!((decoded.kind, decoded.idempotency_key.as_str()), (EventType::Succeeded, "k1"));
+        assert_eq!(decode_event(b"other", &body, Some(&signature)).unwrap_err(), "invalid signature");
     }
 
     #[test]

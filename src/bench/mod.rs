@@ -5,7 +5,7 @@
 //! from a shared counter until `--total` is reached (or `--duration` is up). Latencies are kept
 //! per worker and merged at the end; the only shared state on the hot path is two atomics.
 
-pub mod client;
+mod report;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -19,9 +19,13 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use self::client::Connection;
+use self::report::{machine, print_footer, print_header, print_row};
 use self::stats::{Errors, Latencies, ServerFigures};
-use crate::payment;
+use crate::http_client::Connection;
+
+pub use self::report::{Machine, PhaseReport, Report};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::payment::{self, Event, EventType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,47 +82,6 @@ pub const TOTAL_MAX: u64 = 100_000_000;
 pub const REQUEST_TIMEOUT_MS_MAX: u64 = 3_600_000;
 /// A flow polls its order at most this often before counting it as an error.
 pub const FLOW_POLLS_MAX: u32 = 100;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseReport {
-    pub phase: String,
-    pub total: u64,
-    pub ok: u64,
-    pub errors: BTreeMap<String, u64>,
-    pub wall_s: f64,
-    /// Successful operations per second.
-    pub throughput: f64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    pub concurrency: usize,
-    pub tb_batch_avg: Option<f64>,
-    pub store_commit_avg: Option<f64>,
-    pub server_rss_bytes: Option<f64>,
-    /// CPU seconds the generator itself spent, per second of wall time.
-    pub generator_cpu_cores: f64,
-    /// Average server time per stage in this phase (ms), and the server's whole handler time:
-    /// where the time goes.
-    pub breakdown_ms: BTreeMap<String, f64>,
-    pub mean_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    pub cores: usize,
-    pub cpu_model: String,
-    pub kernel: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub tigerfans_version: &'static str,
-    pub server_version: Option<String>,
-    pub base: String,
-    pub machine: Machine,
-    pub phases: Vec<PhaseReport>,
-}
 
 /// What a checkout created, for the webhook phase.
 #[derive(Debug, Clone, Deserialize)]
@@ -196,25 +159,8 @@ async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
     let authority = authority(&options.base)?;
     let request_timeout = Duration::from_millis(options.request_timeout_ms);
     let mut probe = Connection::new(&authority, request_timeout);
-    let health = probe
-        .request(Method::GET, "/healthz", &[], Bytes::new())
-        .await
-        .map_err(|e| anyhow::anyhow!("{} is not reachable: {e}", options.base))?;
-    if health.status != StatusCode::OK {
-        bail!("{} is not healthy: {}", options.base, String::from_utf8_lossy(&health.body));
-    }
-    let server_version = serde_json::from_slice::<serde_json::Value>(&health.body)
-        .ok()
-        .and_then(|v| v["version"].as_str().map(str::to_string));
-
-    let phases: Vec<Phase> = match options.phase {
-        Phase::All => vec![Phase::Checkout, Phase::Webhook, Phase::Reserve, Phase::Commit, Phase::Flow],
-        // Webhooks need sessions and commits need holds: make them first, and report them too.
-        Phase::Webhook => vec![Phase::Checkout, Phase::Webhook],
-        Phase::Commit => vec![Phase::Reserve, Phase::Commit],
-        one => vec![one],
-    };
-    let run_id = format!("{:x}", crate::flow::now_ms());
+    let server_version = health(&mut probe, &options.base).await?;
+    let run_id = format!("{:x}", now_ms());
     let mut report = Report {
         tigerfans_version: env!("CARGO_PKG_VERSION"),
         server_version,
@@ -225,7 +171,7 @@ async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
     let mut checkouts = Vec::new();
     let mut reserved = Vec::new();
     print_header();
-    for kind in phases {
+    for kind in phases(options.phase) {
         let total = match kind {
             Phase::Webhook => checkouts.len() as u64,
             Phase::Commit => reserved.len() as u64,
@@ -249,40 +195,9 @@ async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
             run_id: run_id.clone(),
         });
         let before = server_figures(&mut probe).await;
-        let (phase_report, out) = run_phase(&authority, input).await;
-        let after = server_figures(&mut probe).await;
-        let mut phase_report = phase_report;
-        if let (Some(b), Some(a)) = (before, after) {
-            let route = match kind {
-                Phase::Checkout => Some(("checkout", "checkout")),
-                Phase::Webhook => Some(("webhook", "webhook")),
-                Phase::Reserve => Some(("reserve", "")),
-                Phase::Commit => Some(("commit", "")),
-                _ => None,
-            };
-            if let Some((route, stage_prefix)) = route {
-                if let Some(ms) = stats::histogram_avg_ms(
-                    &b,
-                    &a,
-                    "tigerfans_http_request_microseconds",
-                    &format!("route=\"{route}\""),
-                ) {
-                    phase_report.breakdown_ms.insert("server_handler".into(), ms);
-                }
-                for stage in
-                    crate::metrics::STAGES.iter().filter(|s| !stage_prefix.is_empty() && s.starts_with(stage_prefix))
-                {
-                    if let Some(ms) =
-                        stats::histogram_avg_ms(&b, &a, "tigerfans_stage_microseconds", &format!("stage=\"{stage}\""))
-                    {
-                        phase_report.breakdown_ms.insert(stage.to_string(), ms);
-                    }
-                }
-            }
-            phase_report.tb_batch_avg = stats::average(b.tb_transfers, a.tb_transfers, b.tb_calls, a.tb_calls);
-            phase_report.store_commit_avg =
-                stats::average(b.store_writes, a.store_writes, b.store_commits, a.store_commits);
-            phase_report.server_rss_bytes = (a.rss_bytes > 0.0).then_some(a.rss_bytes);
+        let (mut phase_report, out) = run_phase(&authority, input).await;
+        if let (Some(before), Some(after)) = (before, server_figures(&mut probe).await) {
+            add_server_figures(&mut phase_report, kind, &before, &after);
         }
         print_row(&phase_report);
         report.phases.push(phase_report);
@@ -301,6 +216,58 @@ async fn run_async(options: BenchOptions) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The server's `/healthz`: an error unless it is up; its version if it says.
+async fn health(probe: &mut Connection, base: &str) -> anyhow::Result<Option<String>> {
+    let health = probe
+        .request(Method::GET, "/healthz", &[], Bytes::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("{base} is not reachable: {e}"))?;
+    if health.status != StatusCode::OK {
+        bail!("{base} is not healthy: {}", String::from_utf8_lossy(&health.body));
+    }
+    Ok(serde_json::from_slice::<serde_json::Value>(&health.body)
+        .ok()
+        .and_then(|v| v["version"].as_str().map(str::to_string)))
+}
+
+/// The phases a `--phase` runs, in order.
+fn phases(phase: Phase) -> Vec<Phase> {
+    match phase {
+        Phase::All => vec![Phase::Checkout, Phase::Webhook, Phase::Reserve, Phase::Commit, Phase::Flow],
+        // Webhooks need sessions and commits need holds: make them first, and report them too.
+        Phase::Webhook => vec![Phase::Checkout, Phase::Webhook],
+        Phase::Commit => vec![Phase::Reserve, Phase::Commit],
+        one => vec![one],
+    }
+}
+
+/// What the server's `/metrics` moved by during a phase: its handler and stage times, batch
+/// and group-commit sizes, and its memory after.
+fn add_server_figures(report: &mut PhaseReport, kind: Phase, b: &ServerFigures, a: &ServerFigures) {
+    let route = match kind {
+        Phase::Checkout => Some(("checkout", "checkout")),
+        Phase::Webhook => Some(("webhook", "webhook")),
+        Phase::Reserve => Some(("reserve", "")),
+        Phase::Commit => Some(("commit", "")),
+        _ => None,
+    };
+    if let Some((route, stage_prefix)) = route {
+        let label = format!("route=\"{route}\"");
+        if let Some(ms) = stats::histogram_avg_ms(b, a, "tigerfans_http_request_microseconds", &label) {
+            report.breakdown_ms.insert("server_handler".into(), ms);
+        }
+        for stage in crate::metrics::STAGES.iter().filter(|s| !stage_prefix.is_empty() && s.starts_with(stage_prefix)) {
+            let label = format!("stage=\"{stage}\"");
+            if let Some(ms) = stats::histogram_avg_ms(b, a, "tigerfans_stage_microseconds", &label) {
+                report.breakdown_ms.insert(stage.to_string(), ms);
+            }
+        }
+    }
+    report.tb_batch_avg = stats::average(b.tb_transfers, a.tb_transfers, b.tb_calls, a.tb_calls);
+    report.store_commit_avg = stats::average(b.store_writes, a.store_writes, b.store_commits, a.store_commits);
+    report.server_rss_bytes = (a.rss_bytes > 0.0).then_some(a.rss_bytes);
 }
 
 async fn server_figures(probe: &mut Connection) -> Option<ServerFigures> {
@@ -458,17 +425,17 @@ async fn checkout(connection: &mut Connection, input: &PhaseInput, index: u64) -
 
 async fn webhook(connection: &mut Connection, input: &PhaseInput, index: u64) -> Result<(), String> {
     let session = &input.checkouts[index as usize];
-    let kind = if succeeds(index, input.options.succeed_rate) { "succeeded" } else { "failed" };
-    let body = format!(
-        r#"{{"type":"payment.{kind}","payment_session_id":"{}","order_id":"{}","amount":{},"currency":"{}","created_at":"{}","idempotency_key":"bench-{}-{index}"}}"#,
-        session.redirect_url.trim_start_matches("/mockpay/"),
-        session.order_id,
-        session.amount,
-        session.currency,
-        crate::flow::rfc3339_ms(crate::flow::now_ms()),
-        input.run_id,
-    );
-    let signature = payment::sign(input.options.secret.as_bytes(), body.as_bytes());
+    let kind = if succeeds(index, input.options.succeed_rate) { EventType::Succeeded } else { EventType::Failed };
+    let event = Event {
+        kind,
+        payment_session_id: session.redirect_url.trim_start_matches("/mockpay/").to_string(),
+        order_id: session.order_id.clone(),
+        amount: session.amount,
+        currency: session.currency.clone(),
+        created_at: rfc3339_ms(now_ms()),
+        idempotency_key: format!("bench-{}-{index}", input.run_id),
+    };
+    let (body, signature) = event.encode_signed(input.options.secret.as_bytes());
     let answer = connection
         .request(
             Method::POST,
@@ -527,91 +494,6 @@ async fn flow(connection: &mut Connection, input: &PhaseInput, index: u64) -> Re
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Err("order not final after polling".to_string())
-}
-
-fn machine() -> Machine {
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string());
-    let kernel =
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
-    Machine { cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), cpu_model, kernel }
-}
-
-fn print_header() {
-    println!(
-        "{:<9} {:>9} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7} {:>7} {:>8} {:>7} {:>8} {:>9}",
-        "phase",
-        "total",
-        "ok",
-        "errors",
-        "wall_s",
-        "ops/s",
-        "p50ms",
-        "p90ms",
-        "p99ms",
-        "maxms",
-        "tb_batch",
-        "commit",
-        "rss_MiB",
-        "gen_cores"
-    );
-}
-
-fn print_row(r: &PhaseReport) {
-    let opt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
-    println!(
-        "{:<9} {:>9} {:>9} {:>7} {:>7.2} {:>9.0} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>8} {:>7} {:>8} {:>9.2}",
-        r.phase,
-        r.total,
-        r.ok,
-        r.errors.values().sum::<u64>(),
-        r.wall_s,
-        r.throughput,
-        r.p50_ms,
-        r.p90_ms,
-        r.p99_ms,
-        r.max_ms,
-        opt(r.tb_batch_avg),
-        opt(r.store_commit_avg),
-        opt(r.server_rss_bytes.map(|b| b / 1024.0 / 1024.0)),
-        r.generator_cpu_cores,
-    );
-    for (kind, n) in &r.errors {
-        println!("  error: {kind}: {n}");
-    }
-    if !r.breakdown_ms.is_empty() {
-        let stages: Vec<String> = r.breakdown_ms.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
-        println!("  where the time goes (mean ms): client {:.2} | {}", r.mean_ms, stages.join(" | "));
-    }
-}
-
-fn print_footer(report: &Report) {
-    println!(
-        "machine: {} cores, {}; kernel {}; tigerfans {} (server {})",
-        report.machine.cores,
-        report.machine.cpu_model,
-        report.machine.kernel,
-        report.tigerfans_version,
-        report.server_version.as_deref().unwrap_or("unknown")
-    );
-    for r in &report.phases {
-        if r.throughput > 0.0 {
-            println!(
-                "  generator CPU for {}: {:.2} cores at {:.0} ops/s = {:.2} cores per 10k ops/s",
-                r.phase,
-                r.generator_cpu_cores,
-                r.throughput,
-                r.generator_cpu_cores / (r.throughput / 10_000.0)
-            );
-        }
-    }
 }
 
 #[cfg(test)]

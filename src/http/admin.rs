@@ -13,12 +13,15 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::response::{self, detail, json as json_response, Body};
-use super::routes::{inventory_json, page, query_param, read_body};
-use super::HttpLimits;
+use super::limits::HttpLimits;
+use super::request::{form_field, query_param, read_body, wrong_media_type, JSON};
+use super::response::{self, detail, json as json_response, page, Body};
+use super::shop::inventory_json;
 use crate::admin::Admin;
-use crate::flow::{self, App};
-use crate::store::{Order, OrderStatus};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::flow::App;
+use crate::order::{Order, OrderStatus};
+use crate::store::ADMIN_LIST_MAX;
 
 /// Live admin views at once; more get 503 (each costs a snapshot per second).
 pub const EVENT_STREAMS_MAX: usize = 16;
@@ -32,7 +35,7 @@ static EVENT_STREAMS: AtomicUsize = AtomicUsize::new(0);
 
 pub fn session_of(app: &App, request: &Request<Incoming>) -> Option<String> {
     let cookies = request.headers().get(hyper::header::COOKIE).and_then(|v| v.to_str().ok());
-    app.admin.session_from_cookies(cookies, flow::now_ms())
+    app.admin.session_from_cookies(cookies, now_ms())
 }
 
 pub fn unauthorized() -> Response<Body> {
@@ -55,11 +58,7 @@ pub fn admin_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
 
 pub fn csrf(app: &App, request: &Request<Incoming>) -> Response<Body> {
     let session = session_of(app, request);
-    json_response(StatusCode::OK, &json!({"csrf": app.admin.csrf_token(session.as_deref(), flow::now_ms())}))
-}
-
-fn form_field(body: &[u8], name: &str) -> String {
-    form_urlencoded::parse(body).find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
+    json_response(StatusCode::OK, &json!({"csrf": app.admin.csrf_token(session.as_deref(), now_ms())}))
 }
 
 pub async fn login(app: &App, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
@@ -67,7 +66,7 @@ pub async fn login(app: &App, limits: &HttpLimits, peer: SocketAddr, request: Re
         Ok(read) => read,
         Err(response) => return response,
     };
-    let now = flow::now_ms();
+    let now = now_ms();
     let ip = peer.ip();
     if !app.admin.login_allowed(ip, now) {
         tracing::warn!(%ip, "admin login locked: too many failures");
@@ -94,7 +93,7 @@ pub async fn logout(app: &App, limits: &HttpLimits, request: Request<Incoming>) 
         Err(response) => return response,
     };
     if let Some(session) = &session {
-        if !app.admin.csrf_valid(Some(session), &form_field(&body, "csrf"), flow::now_ms()) {
+        if !app.admin.csrf_valid(Some(session), &form_field(&body, "csrf"), now_ms()) {
             return detail(StatusCode::FORBIDDEN, "invalid CSRF token");
         }
         if let Err(e) = app.admin.end_all_sessions() {
@@ -112,8 +111,8 @@ pub fn order_json(order: &Order) -> Value {
         "amount": order.amount,
         "currency": order.currency,
         "email": order.email,
-        "created_at": flow::rfc3339_ms(order.created_at_ms),
-        "paid_at": order.paid_at_ms.map(flow::rfc3339_ms),
+        "created_at": rfc3339_ms(order.created_at_ms),
+        "paid_at": order.paid_at_ms.map(rfc3339_ms),
         "ticket_code": order.ticket_code,
         "got_goodie": order.got_goodie,
     })
@@ -124,8 +123,8 @@ fn hold_json(expires_at_ms: u64, order: &Order, now: u64) -> Value {
         "order_id": order.order_id,
         "cls": order.cls,
         "email": order.email,
-        "created_at": flow::rfc3339_ms(order.created_at_ms),
-        "expires_at": flow::rfc3339_ms(expires_at_ms),
+        "created_at": rfc3339_ms(order.created_at_ms),
+        "expires_at": rfc3339_ms(expires_at_ms),
         "expires_in_ms": expires_at_ms.saturating_sub(now),
     })
 }
@@ -134,11 +133,8 @@ fn limit_param(query: Option<&str>, default: usize) -> Result<usize, Response<Bo
     match query_param(query, "limit") {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=crate::store::ADMIN_LIST_MAX).contains(&n) => Ok(n),
-            _ => Err(detail(
-                StatusCode::BAD_REQUEST,
-                &format!("limit must be between 1 and {}", crate::store::ADMIN_LIST_MAX),
-            )),
+            Ok(n) if (1..=ADMIN_LIST_MAX).contains(&n) => Ok(n),
+            _ => Err(detail(StatusCode::BAD_REQUEST, &format!("limit must be between 1 and {}", ADMIN_LIST_MAX))),
         },
     }
 }
@@ -150,8 +146,8 @@ pub fn orders(app: &App, query: Option<&str>) -> Response<Body> {
     };
     let status = match query_param(query, "status").filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => match OrderStatus::ALL.iter().find(|st| st.as_str() == s) {
-            Some(st) => Some(*st),
+        Some(s) => match OrderStatus::parse(&s) {
+            Some(st) => Some(st),
             None => return detail(StatusCode::BAD_REQUEST, &format!("unknown status {s:?}")),
         },
     };
@@ -169,7 +165,7 @@ pub fn pending(app: &App, query: Option<&str>) -> Response<Body> {
         Ok(limit) => limit,
         Err(response) => return response,
     };
-    let now = flow::now_ms();
+    let now = now_ms();
     match app.store.active_holds(limit) {
         Ok(holds) => json_response(
             StatusCode::OK,
@@ -231,7 +227,7 @@ pub async fn audit(app: &Arc<App>) -> Response<Body> {
 
 /// Everything the admin page shows, in one JSON object.
 async fn snapshot(app: &App) -> Value {
-    let now = flow::now_ms();
+    let now = now_ms();
     let inventory = inventory_json(app).await.unwrap_or_else(|e| json!({"error": format!("{e:?}")}));
     let counts: serde_json::Map<String, Value> = app
         .store
@@ -250,7 +246,7 @@ async fn snapshot(app: &App) -> Value {
         "holds": holds.iter().map(|(at, o)| hold_json(*at, o, now)).collect::<Vec<_>>(),
         "expired": expired
             .iter()
-            .map(|(at, o)| json!({"order_id": o.order_id, "cls": o.cls, "email": o.email, "expired_at": flow::rfc3339_ms(*at)}))
+            .map(|(at, o)| json!({"order_id": o.order_id, "cls": o.cls, "email": o.email, "expired_at": rfc3339_ms(*at)}))
             .collect::<Vec<_>>(),
         "server_time": now,
     })
@@ -285,7 +281,7 @@ pub fn events(app: Arc<App>, session: String) -> Response<Body> {
         }
         loop {
             // The session may have expired or been replaced while the stream was open.
-            if !app.admin.session_still_valid(&session, flow::now_ms()) {
+            if !app.admin.session_still_valid(&session, now_ms()) {
                 return;
             }
             let data = serde_json::to_string(&snapshot(&app).await).expect("snapshots serialize");
@@ -325,8 +321,8 @@ pub async fn upload_bench_result(app: &App, limits: &HttpLimits, request: Reques
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(64).collect::<String>())
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| format!("result-{}", flow::now_ms()));
-    if let Some(response) = super::routes::wrong_media_type(&request, super::routes::JSON) {
+        .unwrap_or_else(|| format!("result-{}", now_ms()));
+    if let Some(response) = wrong_media_type(&request, JSON) {
         return response;
     }
     let (_, body) = match read_body(limits, request).await {
@@ -340,11 +336,10 @@ pub async fn upload_bench_result(app: &App, limits: &HttpLimits, request: Reques
     if !report["phases"].is_array() {
         return detail(StatusCode::BAD_REQUEST, "not a tigerfans bench --json report (no phases)");
     }
-    let stored = json!({"uploaded_at": flow::rfc3339_ms(flow::now_ms()), "report": report});
-    let write = crate::store::Write::BenchResult { name, report: serde_json::to_vec(&stored).expect("encodes") };
-    match app.store.write(write).await {
-        Ok(crate::store::WriteResult::Done) => json_response(StatusCode::OK, &json!({"ok": true})),
-        Ok(_) => detail(StatusCode::CONFLICT, "too many stored results"),
+    let stored = json!({"uploaded_at": rfc3339_ms(now_ms()), "report": report});
+    match app.store.save_bench_result(name, serde_json::to_vec(&stored).expect("encodes")).await {
+        Ok(true) => json_response(StatusCode::OK, &json!({"ok": true})),
+        Ok(false) => detail(StatusCode::CONFLICT, "too many stored results"),
         Err(e) => detail(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

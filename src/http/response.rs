@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::flow::FlowError;
+use crate::web;
 
 /// A response body: whole (almost everything), or a stream of chunks (Server-Sent Events).
 pub enum Body {
@@ -94,6 +95,14 @@ pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Res
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// An embedded page or asset, with its media type; 404 if there is none by that name.
+pub fn page(name: &str) -> Response<Body> {
+    match web::get(name) {
+        Some((content, mime)) => bytes(StatusCode::OK, mime, content),
+        None => detail(StatusCode::NOT_FOUND, "not found"),
+    }
 }
 
 pub fn see_other(location: &str) -> Response<Body> {

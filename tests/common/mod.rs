@@ -7,7 +7,6 @@
 pub mod load;
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,12 +46,19 @@ pub fn free_port() -> u16 {
 
 /// A fresh directory under the target's tmp dir, named `NAME-PID-N`.
 ///
-/// TigerBeetle data files are over 1 GiB each, so the first call of a test process also removes
-/// the directories of test processes that are gone: runs must not pile up data on the disk.
+/// TigerBeetle data files are over 1 GiB each: the first call of a test process also removes
+/// the directories of test processes that are gone (a run that was killed), and arranges for
+/// this process's own to be removed when it exits.
 pub fn scratch_dir(name: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     static CLEANED: OnceLock<()> = OnceLock::new();
-    CLEANED.get_or_init(remove_stale_scratch_dirs);
+    CLEANED.get_or_init(|| {
+        remove_stale_scratch_dirs();
+        // SAFETY: registers a plain function to run at exit; it only removes files.
+        unsafe {
+            libc::atexit(remove_own_scratch_dirs);
+        }
+    });
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "{name}-{}-{}",
         std::process::id(),
@@ -63,60 +69,28 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// At exit (the test harness exits once every test has run): this process's scratch dirs. The
+/// replica may still have its data file open; the kernel frees it when the replica ends with us.
+extern "C" fn remove_own_scratch_dirs() {
+    remove_scratch_dirs(|pid| pid == std::process::id());
+}
+
 fn remove_stale_scratch_dirs() {
+    remove_scratch_dirs(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists());
+}
+
+/// Removes the scratch dirs (`NAME-PID-N`) whose PID `matches`.
+fn remove_scratch_dirs(matches: impl Fn(u32) -> bool) {
     let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let mut parts = name.rsplitn(3, '-');
         let (Some(_n), Some(pid), Some(_prefix)) = (parts.next(), parts.next(), parts.next()) else { continue };
         let Ok(pid) = pid.parse::<u32>() else { continue };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        if matches(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-/// Starts a TigerBeetle replica (production mode, small cache) from a thread that stays alive
-/// for the whole test binary; PR_SET_PDEATHSIG kills the replica when the binary exits.
-pub fn start_replica(data_file: &Path, port: u16) -> u32 {
-    let bin = tigerbeetle_bin();
-    let status = Command::new(&bin)
-        .args(["format", "--cluster=0", "--replica=0", "--replica-count=1"])
-        .arg(data_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("running tigerbeetle format");
-    assert!(status.success(), "tigerbeetle format failed");
-    let data_file = data_file.to_path_buf();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let log = std::fs::File::create(data_file.with_extension("log")).unwrap();
-        let mut command = Command::new(bin);
-        command
-            .arg("start")
-            .arg(format!("--addresses=127.0.0.1:{port}"))
-            .arg("--cache-grid=128MiB")
-            .arg(&data_file)
-            .stdout(Stdio::null())
-            .stderr(log);
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().expect("starting tigerbeetle");
-        tx.send(child.id()).unwrap();
-        let _ = child.wait();
-        // Park forever so the death signal only fires when the process exits.
-        loop {
-            std::thread::park();
-        }
-    });
-    let pid = rx.recv().unwrap();
-    wait_for_port(port, Duration::from_secs(60));
-    pid
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
@@ -127,15 +101,25 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
 }
 
-/// The replica shared by every test of this binary.
+/// The replica shared by every test of this binary: the appliance's own supervisor
+/// (`tigerfans::replica`), production mode with a small cache. It lives as long as the binary;
+/// PR_SET_PDEATHSIG ends the replica with it.
 pub fn replica_address() -> &'static str {
-    static ADDRESS: OnceLock<String> = OnceLock::new();
-    ADDRESS.get_or_init(|| {
-        let dir = scratch_dir("replica");
-        let port = free_port();
-        start_replica(&dir.join("0_0.tigerbeetle"), port);
-        format!("127.0.0.1:{port}")
-    })
+    static REPLICA: OnceLock<(tigerfans::replica::Supervisor, String)> = OnceLock::new();
+    &REPLICA
+        .get_or_init(|| {
+            let dir = scratch_dir("replica");
+            let supervisor = tigerfans::replica::Supervisor::start(tigerfans::replica::ReplicaOptions {
+                bin: tigerbeetle_bin(),
+                data_file: tigerfans::replica::data_file(&dir),
+                cache_grid: "128MiB".into(),
+                log_file: dir.join("tigerbeetle.log"),
+            })
+            .expect("starting the shared TigerBeetle replica");
+            let address = supervisor.address.to_string();
+            (supervisor, address)
+        })
+        .1
 }
 
 /// A fresh ledger per server: isolation between tests on the shared replica.
@@ -455,18 +439,19 @@ pub fn psid_of(checkout: &Value) -> String {
     checkout["redirect_url"].as_str().unwrap().trim_start_matches("/mockpay/").to_string()
 }
 
-/// A webhook body for a checkout, as the provider would send it.
+/// A webhook body for a checkout, as the provider would send it (the server's own definition of
+/// the wire format, `tigerfans::payment::Event`).
 pub fn event(kind: &str, checkout: &Value, key: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "type": format!("payment.{kind}"),
-        "payment_session_id": psid_of(checkout),
-        "order_id": checkout["order_id"],
-        "amount": checkout["amount"],
-        "currency": checkout["currency"],
-        "created_at": "2026-11-23T00:00:00Z",
-        "idempotency_key": key,
-    }))
-    .unwrap()
+    let event = tigerfans::payment::Event {
+        kind: tigerfans::payment::EventType::from_button(kind).expect("succeeded, failed or canceled"),
+        payment_session_id: psid_of(checkout),
+        order_id: checkout["order_id"].as_str().expect("a checkout's order_id").to_string(),
+        amount: checkout["amount"].as_u64().expect("a checkout's amount"),
+        currency: checkout["currency"].as_str().expect("a checkout's currency").to_string(),
+        created_at: "2026-11-23T00:00:00Z".into(),
+        idempotency_key: key.into(),
+    };
+    serde_json::to_vec(&event).unwrap()
 }
 
 pub fn unique_key(prefix: &str) -> String {

@@ -1,9 +1,7 @@
 //! The admin's security over plain HTTP: no default password, signed session cookies, CSRF on
 //! forms, rate-limited logins, and every admin endpoint closed without a session.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -1,12 +1,11 @@
 //! `tigerfans audit`: passes on books that agree, fails (exit 1) with the order ids when the store
 //! and the ledger disagree, both on a running server (admin endpoint) and on a stopped data dir.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hyper::StatusCode;
 use serde_json::Value;
-use tigerfans::store::{OrderStatus, Outcome, Store, Write};
+use tigerfans::order::{OrderStatus, Outcome};
+use tigerfans::store::Store;
 
 fn finding<'a>(report: &'a Value, check: &str) -> Option<&'a Value> {
     report["mismatches"].as_array().unwrap().iter().find(|f| f["check"] == check)
@@ -53,18 +52,13 @@ async fn audit_passes_on_agreeing_books_and_names_the_orders_that_disagree() {
         let (store, writer) =
             Store::open(&server.data_dir.join("tigerfans.redb"), Default::default()).expect("opening the store");
         assert!(store.session(&psid_of(&checkouts[4])).unwrap().is_some());
-        let write = Write::Payment {
-            order_id: tampered.clone(),
-            event_key: "tampered".into(),
-            outcome: Some(Outcome {
-                status: OrderStatus::Paid,
-                paid_at_ms: Some(1),
-                ticket_code: Some("TCK-TAMPERED".into()),
-                got_goodie: false,
-            }),
-            prepared: None,
+        let outcome = Outcome {
+            status: OrderStatus::Paid,
+            paid_at_ms: Some(1),
+            ticket_code: Some("TCK-TAMPERED".into()),
+            got_goodie: false,
         };
-        store.write(write).await.expect("tampering");
+        store.record_payment(&tampered, "tampered", Some(outcome), None).await.expect("tampering");
         drop(store);
         writer.join();
     }
@@ -99,7 +93,7 @@ async fn audit_refuses_a_data_dir_without_a_store() {
 /// not mismatches: the live audit passes while checkouts and payments keep coming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_audit_under_load_passes() {
-    use common::load::{verify_nothing_lost, Load};
+    use crate::common::load::{verify_nothing_lost, Load};
     let server = Server::start(config(1_000_000, 50, 300)).await;
     let load = Load::start(&server.http, 16, SECRET);
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;

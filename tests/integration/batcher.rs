@@ -1,11 +1,9 @@
 //! The auto-batcher against a real replica: many concurrent submitters, each with its own mix of
 //! valid and invalid transfers, each gets exactly its own results back.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use tigerbeetle_unofficial as tb;
 use tigerfans::accounting::{self, Resource, TransferResult};
 use tigerfans::batcher::{Batcher, BatcherOptions};
@@ -105,7 +103,7 @@ async fn the_bare_accounting_path_cannot_post_a_customers_hold() {
     ledger.ensure_event(&config).await.unwrap();
     let batcher = Batcher::spawn(ledger.clone(), BatcherOptions::default(), Arc::new(Metrics::default()));
     let class = Resource::class("A");
-    let (customer, bench) = (tigerfans::flow::new_id(), tigerfans::flow::new_id());
+    let (customer, bench) = (tigerfans::ids::new_id(), tigerfans::ids::new_id());
     let results = batcher
         .submit(vec![
             accounting::hold(config.ledger, class, customer, customer, 300),

@@ -1,13 +1,11 @@
 //! `tigerfans bench` against a real server, through the generator's own HTTP client: every phase
 //! runs to its total, the server's figures come back from /metrics, refusals are counted by kind,
 //! and what the load bought shows in the audit. (How the client frames responses and reuses
-//! connections is tested against a scripted server in `src/bench/client.rs`.)
-
-mod common;
+//! connections is tested against a scripted server in `src/http_client.rs`.)
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Runs `tigerfans bench` against `server` and returns its `--json` report.

@@ -2,14 +2,12 @@
 //! (chromedriver), against a real server and replica. Every page visited is saved as a
 //! screenshot under target/screenshots/ for a reviewer to look at.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 

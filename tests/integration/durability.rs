@@ -1,12 +1,10 @@
 //! Durability: kill -9 the server while checkouts and webhooks are being acknowledged, restart
 //! it on the same data dir, and find everything that was acknowledged; then the audit passes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::load::{verify_nothing_lost, Load, Record};
-use common::*;
+use crate::common::load::{verify_nothing_lost, Load, Record};
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged() {

@@ -1,11 +1,9 @@
 //! Holds expire: an unpaid checkout ends EXPIRED and its ticket returns; a payment arriving
 //! after the hold expired books immediately if a ticket is left, else it is PAID_UNFULFILLED.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hyper::StatusCode;
 
 async fn wait_expired(http: &Http, order_id: &str) {

@@ -1,9 +1,7 @@
 //! The whole flow over HTTP against a real replica and a real redb file: checkout → MockPay →
 //! webhook → order, for every outcome, and every way a request can be wrong.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 

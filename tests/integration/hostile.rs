@@ -2,11 +2,9 @@
 //! pipelining and HTTP/1.0, spoken over raw TCP so the client does exactly what we say. The
 //! server answers each with a clear error or a timeout and keeps serving everyone else.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hyper::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -1,12 +1,10 @@
 //! No overselling: many more buyers than tickets, paying concurrently with random outcomes.
 //! TigerBeetle refuses every hold beyond capacity; the store and the ledger agree afterwards.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use hyper::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

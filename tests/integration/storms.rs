@@ -2,11 +2,9 @@
 //! arrives, each order gets exactly one final state (the first valid event's), forged or
 //! mismatched events change nothing, and the ledger agrees with the store (audit).
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 

@@ -1,0 +1,324 @@
+//! The one list of routes: `Route::parse` reads a path, and each route knows the methods it
+//! allows (the router's check, and the `Allow` header of a 405) and the label it is counted
+//! under in `/metrics`. `handle` dispatches to the handlers by audience (`shop`, `admin`,
+//! `ops`). No business logic lives here. A new route is one variant, one line in each match.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::limits::HttpLimits;
+use super::response::{self, detail, page, Body};
+use super::{admin, ops, shop};
+use crate::flow::App;
+use crate::metrics::RouteLabel;
+
+/// Every route, with what its path carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Index,
+    DemoCheckout,
+    DemoSuccess,
+    BenchPage,
+    Static(&'a str),
+    MockPay(&'a str),
+    Emit(&'a str),
+    Checkout,
+    Webhook,
+    Order(&'a str),
+    Qr(&'a str),
+    Session(&'a str),
+    Event,
+    Inventory,
+    AdminPage,
+    AdminLogin,
+    AdminLogout,
+    AdminCsrf,
+    BenchResults,
+    AdminOrders,
+    AdminAudit,
+    AdminGoodies,
+    AdminEvents,
+    AdminPending,
+    /// `/api/admin/...` that is none of the above: 401 without a session, 404 with one.
+    AdminOther,
+    Reserve,
+    Commit,
+    /// `/api/accounting/...` that is neither: 403 while they are off, 404 while on.
+    AccountingOther,
+    Healthz,
+    Metrics,
+    NotFound,
+}
+
+/// The methods a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    GetHead,
+    /// Its GET changes state (the reference's API, or an expensive audit): HEAD, which clients
+    /// and crawlers send expecting no effect, is refused rather than acted on.
+    GetOnly,
+    Post,
+    GetHeadPost,
+    /// A route that does not exist answers 404 to any method.
+    Any,
+}
+
+impl Allow {
+    pub fn permits(self, method: &Method) -> bool {
+        let (get, head, post) = (method == Method::GET, method == Method::HEAD, method == Method::POST);
+        match self {
+            Allow::GetHead => get || head,
+            Allow::GetOnly => get,
+            Allow::Post => post,
+            Allow::GetHeadPost => get || head || post,
+            Allow::Any => true,
+        }
+    }
+
+    /// The `Allow` header of a 405 (RFC 9110 requires one).
+    pub fn header(self) -> &'static str {
+        match self {
+            Allow::GetHead => "GET, HEAD",
+            Allow::GetOnly => "GET",
+            Allow::Post => "POST",
+            Allow::GetHeadPost | Allow::Any => "GET, HEAD, POST",
+        }
+    }
+}
+
+impl<'a> Route<'a> {
+    pub fn parse(path: &'a str) -> Route<'a> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match segments.as_slice() {
+            [""] | ["index.html"] => Route::Index,
+            ["demo", "checkout"] => Route::DemoCheckout,
+            ["demo", "success"] => Route::DemoSuccess,
+            ["bench"] => Route::BenchPage,
+            ["static", file] => Route::Static(file),
+            ["mockpay", psid] => Route::MockPay(psid),
+            ["mockpay", psid, "emit"] => Route::Emit(psid),
+            ["api", "checkout"] => Route::Checkout,
+            ["payments", "webhook"] => Route::Webhook,
+            ["api", "orders", order_id] => Route::Order(order_id),
+            ["api", "orders", order_id, "qr.svg"] => Route::Qr(order_id),
+            ["api", "sessions", psid] => Route::Session(psid),
+            ["api", "event"] => Route::Event,
+            ["api", "inventory"] => Route::Inventory,
+            ["admin"] => Route::AdminPage,
+            ["admin", "login"] => Route::AdminLogin,
+            ["admin", "logout"] => Route::AdminLogout,
+            ["api", "admin", "csrf"] => Route::AdminCsrf,
+            ["api", "bench", "results"] => Route::BenchResults,
+            ["api", "admin", "orders"] => Route::AdminOrders,
+            ["api", "admin", "audit"] => Route::AdminAudit,
+            ["api", "admin", "goodies"] => Route::AdminGoodies,
+            ["api", "admin", "events"] => Route::AdminEvents,
+            ["api", "pending"] => Route::AdminPending,
+            ["api", "admin", _] => Route::AdminOther,
+            ["api", "accounting", "reserve"] => Route::Reserve,
+            ["api", "accounting", "commit"] => Route::Commit,
+            ["api", "accounting", _] => Route::AccountingOther,
+            ["healthz"] => Route::Healthz,
+            ["metrics"] => Route::Metrics,
+            _ => Route::NotFound,
+        }
+    }
+
+    pub fn allow(self) -> Allow {
+        match self {
+            Route::Emit(_) | Route::Checkout | Route::Webhook | Route::AdminLogout => Allow::Post,
+            Route::AdminLogin | Route::BenchResults => Allow::GetHeadPost,
+            Route::AdminAudit | Route::Reserve | Route::Commit => Allow::GetOnly,
+            Route::AdminOther | Route::AccountingOther | Route::NotFound => Allow::Any,
+            _ => Allow::GetHead,
+        }
+    }
+
+    pub fn label(self) -> RouteLabel {
+        match self {
+            Route::Index | Route::DemoCheckout | Route::DemoSuccess | Route::BenchPage => RouteLabel::Page,
+            Route::Static(_) => RouteLabel::Static,
+            Route::MockPay(_) => RouteLabel::MockPay,
+            Route::Emit(_) => RouteLabel::Emit,
+            Route::Checkout => RouteLabel::Checkout,
+            Route::Webhook => RouteLabel::Webhook,
+            Route::Order(_) => RouteLabel::Order,
+            Route::Qr(_) => RouteLabel::Qr,
+            Route::Session(_) => RouteLabel::Session,
+            Route::Event => RouteLabel::Event,
+            Route::Inventory => RouteLabel::Inventory,
+            Route::AdminPage => RouteLabel::AdminPage,
+            Route::AdminLogin | Route::AdminLogout => RouteLabel::AdminLogin,
+            Route::AdminEvents => RouteLabel::AdminEvents,
+            Route::AdminCsrf
+            | Route::AdminOrders
+            | Route::AdminAudit
+            | Route::AdminGoodies
+            | Route::AdminPending
+            | Route::AdminOther => RouteLabel::AdminApi,
+            Route::BenchResults => RouteLabel::BenchResults,
+            Route::Reserve => RouteLabel::Reserve,
+            Route::Commit => RouteLabel::Commit,
+            Route::Healthz => RouteLabel::Healthz,
+            Route::Metrics => RouteLabel::Metrics,
+            Route::AccountingOther | Route::NotFound => RouteLabel::NotFound,
+        }
+    }
+
+    /// The admin's JSON, behind the session cookie (the CSRF token is not: the login form needs it).
+    fn needs_admin(self) -> bool {
+        matches!(
+            self,
+            Route::AdminOrders
+                | Route::AdminAudit
+                | Route::AdminGoodies
+                | Route::AdminEvents
+                | Route::AdminPending
+                | Route::AdminOther
+        )
+    }
+
+    fn is_accounting(self) -> bool {
+        matches!(self, Route::Reserve | Route::Commit | Route::AccountingOther)
+    }
+}
+
+pub async fn handle(
+    app: Arc<App>,
+    limits: &HttpLimits,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let path = request.uri().path().to_string();
+    let route = Route::parse(&path);
+    let response = dispatch(&app, limits, peer, route, request).await;
+    let label = match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => RouteLabel::MethodNotAllowed,
+        _ => route.label(),
+    };
+    app.metrics.request(label, response.status().as_u16(), started.elapsed().as_micros() as u64);
+    response
+}
+
+fn method_not_allowed(allow: Allow) -> Response<Body> {
+    let mut response = detail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow.header()));
+    response
+}
+
+/// The checks every request of a route meets before its handler: the admin's session, the
+/// accounting endpoints' switch, then the method.
+fn refusal(app: &App, route: Route<'_>, request: &Request<Incoming>) -> Option<Response<Body>> {
+    let method = request.method();
+    if route.needs_admin() && admin::session_of(app, request).is_none() {
+        return Some(match Allow::GetHead.permits(method) {
+            true => admin::unauthorized(),
+            false => method_not_allowed(Allow::GetHead),
+        });
+    }
+    if route.is_accounting() && !app.config.accounting_endpoints {
+        return Some(detail(
+            StatusCode::FORBIDDEN,
+            "the accounting endpoints are disabled (accounting_endpoints = false)",
+        ));
+    }
+    (!route.allow().permits(method)).then(|| method_not_allowed(route.allow()))
+}
+
+async fn dispatch(
+    app: &Arc<App>,
+    limits: &HttpLimits,
+    peer: SocketAddr,
+    route: Route<'_>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    if let Some(refused) = refusal(app, route, &request) {
+        return refused;
+    }
+    let post = request.method() == Method::POST;
+    let query = request.uri().query().map(str::to_string);
+    let query = query.as_deref();
+    match route {
+        Route::Index => page("index.html"),
+        Route::DemoCheckout => page("checkout.html"),
+        Route::DemoSuccess => page("success.html"),
+        Route::BenchPage => page("bench.html"),
+        Route::Static(file) => shop::asset(file),
+        Route::MockPay(psid) => shop::mockpay_page(app, psid),
+        Route::Emit(psid) => shop::emit(app, limits, psid, request).await,
+        Route::Checkout => shop::checkout(app, limits, request).await,
+        Route::Webhook => shop::webhook(app, limits, request).await,
+        Route::Order(order_id) => shop::order(app, order_id),
+        Route::Qr(order_id) => shop::qr(app, order_id),
+        Route::Session(psid) => shop::session(app, psid),
+        Route::Event => shop::event(app),
+        Route::Inventory => shop::inventory(app).await,
+        Route::AdminPage => admin::admin_page(app, &request),
+        Route::AdminLogin if post => admin::login(app, limits, peer, request).await,
+        Route::AdminLogin if admin::session_of(app, &request).is_some() => response::see_other("/admin"),
+        Route::AdminLogin => page("admin-login.html"),
+        Route::AdminLogout => admin::logout(app, limits, request).await,
+        Route::AdminCsrf => admin::csrf(app, &request),
+        Route::BenchResults if !post => admin::bench_results(app),
+        Route::BenchResults if admin::session_of(app, &request).is_none() => admin::unauthorized(),
+        Route::BenchResults => admin::upload_bench_result(app, limits, request).await,
+        Route::AdminOrders => admin::orders(app, query),
+        Route::AdminAudit => admin::audit(app).await,
+        Route::AdminGoodies => admin::goodies(app).await,
+        Route::AdminEvents => match admin::session_of(app, &request) {
+            Some(session) => admin::events(app.clone(), session),
+            None => admin::unauthorized(),
+        },
+        Route::AdminPending => admin::pending(app, query),
+        Route::Reserve => ops::reserve(app, query).await,
+        Route::Commit => ops::commit(app, query).await,
+        Route::Healthz => ops::healthz(app).await,
+        Route::Metrics => ops::metrics_text(app).await,
+        Route::AdminOther | Route::AccountingOther | Route::NotFound => detail(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_to_their_routes_and_labels() {
+        let cases = [
+            ("/", Route::Index, "page"),
+            ("/index.html", Route::Index, "page"),
+            ("/bench", Route::BenchPage, "page"),
+            ("/static/app.js", Route::Static("app.js"), "static"),
+            ("/mockpay/ps_1", Route::MockPay("ps_1"), "mockpay"),
+            ("/mockpay/ps_1/emit", Route::Emit("ps_1"), "emit"),
+            ("/api/orders/x/qr.svg", Route::Qr("x"), "qr"),
+            ("/admin/logout", Route::AdminLogout, "admin_login"),
+            ("/api/admin/csrf", Route::AdminCsrf, "admin_api"),
+            ("/api/admin/nope", Route::AdminOther, "admin_api"),
+            ("/api/pending", Route::AdminPending, "admin_api"),
+            ("/api/accounting/nope", Route::AccountingOther, "not_found"),
+            ("/admin/", Route::NotFound, "not_found"),
+            ("/mockpay", Route::NotFound, "not_found"),
+            ("//", Route::Index, "page"),
+            ("/api/orders", Route::NotFound, "not_found"),
+        ];
+        for (path, route, label) in cases {
+            assert_eq!(Route::parse(path), route, "{path}");
+            assert_eq!(Route::parse(path).label().as_str(), label, "{path}");
+        }
+    }
+
+    #[test]
+    fn methods() {
+        assert!(Allow::GetHead.permits(&Method::HEAD) && !Allow::GetOnly.permits(&Method::HEAD));
+        assert!(!Allow::Post.permits(&Method::GET) && Allow::Any.permits(&Method::DELETE));
+        assert_eq!(Route::parse("/api/accounting/reserve").allow().header(), "GET");
+        assert_eq!(Route::parse("/admin/login").allow().header(), "GET, HEAD, POST");
+    }
+}

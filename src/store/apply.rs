@@ -1,0 +1,150 @@
+//! Applying a group of writes to one redb transaction, recording each change in the redo log's
+//! `Ops` as it goes (the log's record is the group's after-images). Either the whole group
+//! commits or none of it.
+
+use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
+
+use super::redo::Ops;
+use super::schema::{
+    table_id, time_key, StatusOnly, BENCH_RESULTS, BENCH_RESULTS_MAX, COUNTS, EXPIRED_LOG, EXPIRY, ORDERS, SESSIONS,
+};
+use super::write::{CheckoutRecord, PaymentRecord, PaymentRecorded, Write};
+use crate::order::{Order, OrderStatus};
+
+/// The tables a group writes, open for the whole group, and the changes to the status counts.
+struct Tables<'tx> {
+    sessions: Table<'tx, &'static str, &'static [u8]>,
+    orders: Table<'tx, &'static str, &'static [u8]>,
+    expiry: Table<'tx, (u64, &'static str), ()>,
+    expired_log: Table<'tx, (u64, &'static str), ()>,
+    bench_results: Table<'tx, &'static str, &'static [u8]>,
+    /// Orders gained (lost) per status, indexed as `OrderStatus::ALL`.
+    deltas: [i64; OrderStatus::ALL.len()],
+}
+
+impl Tables<'_> {
+    fn moved(&mut self, before: OrderStatus, after: OrderStatus) {
+        self.deltas[before.index()] -= 1;
+        self.deltas[after.index()] += 1;
+    }
+
+    fn put_order(&mut self, ops: &mut Ops, order_id: &str, record: &[u8]) -> anyhow::Result<()> {
+        self.orders.insert(order_id, record)?;
+        ops.put(table_id::ORDERS, order_id.as_bytes(), record);
+        Ok(())
+    }
+}
+
+/// Applies a group of writes to one transaction, keeping each write's result in its answer, and
+/// records their changes in `ops` for the redo log.
+pub fn apply_group(tx: &WriteTransaction, group: &mut [Write], ops: &mut Ops) -> anyhow::Result<()> {
+    let mut tables = Tables {
+        sessions: tx.open_table(SESSIONS)?,
+        orders: tx.open_table(ORDERS)?,
+        expiry: tx.open_table(EXPIRY)?,
+        expired_log: tx.open_table(EXPIRED_LOG)?,
+        bench_results: tx.open_table(BENCH_RESULTS)?,
+        deltas: [0; OrderStatus::ALL.len()],
+    };
+    for write in group.iter_mut() {
+        match write {
+            Write::Checkout(record, answer) => answer.result = Some(checkout(&mut tables, ops, record)?),
+            Write::Payment(record, answer) => answer.result = Some(payment(&mut tables, ops, record)?),
+            Write::Expire { due, now_ms, answer } => answer.result = Some(expire(&mut tables, ops, due, *now_ms)?),
+            Write::BenchResult { name, report, answer } => {
+                answer.result = Some(bench_result(&mut tables, ops, name, report)?)
+            }
+            Write::Flush(answer) => answer.result = Some(()),
+        }
+    }
+    let deltas = tables.deltas;
+    drop(tables);
+    let mut counts = tx.open_table(COUNTS)?;
+    for (status, delta) in OrderStatus::ALL.iter().zip(deltas) {
+        if delta != 0 {
+            let current = counts.get(status.as_str())?.map(|v| v.value()).unwrap_or(0);
+            let updated = current.checked_add_signed(delta).expect("order counts never go negative");
+            counts.insert(status.as_str(), updated)?;
+            ops.put(table_id::COUNTS, status.as_str().as_bytes(), &updated.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn checkout(tables: &mut Tables<'_>, ops: &mut Ops, record: &CheckoutRecord) -> anyhow::Result<()> {
+    let CheckoutRecord { psid, order_id, expires_at_ms, session, order } = record;
+    tables.sessions.insert(psid.as_str(), session.as_slice())?;
+    ops.put(table_id::SESSIONS, psid.as_bytes(), session);
+    tables.put_order(ops, order_id, order)?;
+    tables.expiry.insert((*expires_at_ms, order_id.as_str()), ())?;
+    ops.put(table_id::EXPIRY, &time_key(*expires_at_ms, order_id), &[]);
+    tables.deltas[OrderStatus::Pending.index()] += 1;
+    Ok(())
+}
+
+fn payment(tables: &mut Tables<'_>, ops: &mut Ops, record: &PaymentRecord) -> anyhow::Result<PaymentRecorded> {
+    let PaymentRecord { order_id, event_key, outcome, prepared } = record;
+    // Fast path: the order is byte for byte what the handler read (nothing else touched it
+    // meanwhile; the sweeper is the only other writer of orders).
+    if let Some(p) = prepared {
+        let unchanged = tables.orders.get(order_id.as_str())?.is_some_and(|v| v.value() == p.expected.as_slice());
+        if unchanged {
+            if let Some((before, after)) = p.changed {
+                tables.moved(before, after);
+            }
+            tables.put_order(ops, order_id, &p.updated)?;
+            return Ok(PaymentRecorded::Order(p.status));
+        }
+    }
+    let current: Option<Order> = match tables.orders.get(order_id.as_str())? {
+        Some(v) => Some(serde_json::from_slice(v.value())?),
+        None => None,
+    };
+    Ok(match current {
+        None => PaymentRecorded::NotFound,
+        Some(order) if order.event_keys.iter().any(|k| k == event_key) => PaymentRecorded::Replay,
+        Some(mut order) => {
+            if let Some((before, after)) = order.apply_payment(event_key, outcome.as_ref()) {
+                tables.moved(before, after);
+            }
+            tables.put_order(ops, order_id, &serde_json::to_vec(&order)?)?;
+            PaymentRecorded::Order(order.status)
+        }
+    })
+}
+
+fn expire(tables: &mut Tables<'_>, ops: &mut Ops, due: &[(u64, String)], now_ms: u64) -> anyhow::Result<usize> {
+    let mut expired = 0;
+    for (at, order_id) in due {
+        if tables.expiry.remove((*at, order_id.as_str()))?.is_some() {
+            ops.delete(table_id::EXPIRY, &time_key(*at, order_id));
+        }
+        // Most due entries are of orders paid or failed meanwhile: look at their status only.
+        let order: Option<Order> = match tables.orders.get(order_id.as_str())? {
+            Some(v) if serde_json::from_slice::<StatusOnly>(v.value())?.status == OrderStatus::Pending => {
+                Some(serde_json::from_slice(v.value())?)
+            }
+            _ => None,
+        };
+        let Some(mut order) = order else { continue };
+        assert_eq!(order.status, OrderStatus::Pending);
+        order.status = OrderStatus::Expired;
+        tables.moved(OrderStatus::Pending, OrderStatus::Expired);
+        tables.expired_log.insert((now_ms, order_id.as_str()), ())?;
+        ops.put(table_id::EXPIRED_LOG, &time_key(now_ms, order_id), &[]);
+        tables.put_order(ops, order_id, &serde_json::to_vec(&order)?)?;
+        expired += 1;
+    }
+    assert!(expired <= due.len());
+    Ok(expired)
+}
+
+fn bench_result(tables: &mut Tables<'_>, ops: &mut Ops, name: &str, report: &[u8]) -> anyhow::Result<bool> {
+    let table = &mut tables.bench_results;
+    if table.len()? >= BENCH_RESULTS_MAX as u64 && table.get(name)?.is_none() {
+        return Ok(false);
+    }
+    table.insert(name, report)?;
+    ops.put(table_id::BENCH_RESULTS, name.as_bytes(), report);
+    Ok(true)
+}

@@ -1,0 +1,19 @@
+//! The integration tests: one binary, so one TigerBeetle replica (formatting its 1.1 GiB data
+//! file and starting it takes seconds) serves every test here. Tests isolate by ledger: each
+//! server gets a ledger of its own. One file per area; the tests that need replicas of their own
+//! (a three-replica cluster, the appliance's co-located replica) are binaries of their own.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod admin;
+mod audit;
+mod batcher;
+mod bench;
+mod browser;
+mod durability;
+mod expiry;
+mod flow;
+mod hostile;
+mod oversell;
+mod storms;
