@@ -1,14 +1,14 @@
 # The two commands of the README:
 #   make run   builds everything and starts the appliance on http://127.0.0.1:8000
-#   make test  runs the whole test suite: cargo tests against a real TigerBeetle replica (and a
-#              three-replica cluster), the disk-trouble script and short fuzz runs, then the
-#              Raspberry Pi bundles (cross-built, checked under qemu and run natively) and the
-#              systemd units and install.sh
+#   make test  runs the whole test suite: the layering check, cargo tests against a real
+#              TigerBeetle replica (and a three-replica cluster), the disk-trouble script and
+#              short fuzz runs, then the Raspberry Pi bundles (cross-built, checked under qemu
+#              and run natively) and the systemd units and install.sh
 # Both install what they need first (scripts/bootstrap.sh skips what is already there).
 
 CARGO ?= cargo
 
-.PHONY: run test test-cargo test-faults test-dist test-bench dist bootstrap build bench clean-data
+.PHONY: run test test-layers test-cargo test-faults test-dist test-bench dist bootstrap build bench clean-data
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -19,7 +19,13 @@ build: bootstrap
 run: build
 	./target/release/tigerfans serve --tigerbeetle-bin tools/bin/tigerbeetle
 
-test: test-cargo test-faults test-dist test-bench
+test: test-layers test-cargo test-faults test-dist test-bench
+
+# No import cycle between modules, no source file over 600 lines, no function over 70 lines
+# (TigerStyle); `python3 scripts/check-layers.py --graph` prints who imports whom.
+test-layers:
+	python3 scripts/check-layers.py --self-test
+	python3 scripts/check-layers.py
 
 test-cargo: bootstrap
 	./scripts/test-deps.sh
