@@ -17,7 +17,7 @@ build: bootstrap
 	$(CARGO) build --release --locked
 
 run: build
-	./target/release/tigerfans serve --tigerbeetle-bin tools/bin/tigerbeetle
+	./target/release/tigerfans serve --tigerbeetle-bin tools/bin/tigerbeetle --accounting-endpoints
 
 test: test-layers test-cargo test-faults test-dist test-bench
 

@@ -247,6 +247,8 @@ EOF
         log "created $env_file (TB_CACHE_GRID=$cache)"
     fi
 
+    install_cluster_id
+
     local tf_env="$CONF_DIR/tigerfans.env"
     if [ ! -e "$tf_env" ]; then
         cat >"$tf_env.new.$$" <<'EOF'
@@ -262,6 +264,32 @@ EOF
         chmod 0644 "$tf_env.new.$$"
         mv -f "$tf_env.new.$$" "$tf_env"
     fi
+}
+
+# The TigerBeetle cluster id, once: random (cluster 0 is TigerBeetle's testing cluster), read by
+# both units from cluster.env. An install from before the id was kept formatted its data file
+# with cluster 0, and keeps it.
+install_cluster_id() {
+    local cluster_env="$CONF_DIR/cluster.env" cluster
+    if [ -e "$cluster_env" ]; then
+        log "kept the existing $cluster_env"
+        return 0
+    fi
+    if [ -e "$TB_DATA/0_0.tigerbeetle" ]; then
+        cluster=0
+        warn "the TigerBeetle data file predates cluster.env: it keeps cluster 0"
+    else
+        # 56 random bits in decimal (bash arithmetic is 64-bit signed), never 0.
+        cluster="$(od -An -N7 -tu8 /dev/urandom | tr -d ' ')"
+        cluster=$((cluster | 1))
+    fi
+    printf '%s\n' \
+        "# The TigerBeetle cluster id of this appliance, read by tigerbeetle.service (format) and" \
+        "# tigerfans.service (its client). Never change it once the data file is formatted." \
+        "TB_CLUSTER=$cluster" >"$cluster_env.new.$$"
+    chmod 0644 "$cluster_env.new.$$"
+    mv -f "$cluster_env.new.$$" "$cluster_env"
+    log "created $cluster_env (TB_CLUSTER=$cluster)"
 }
 
 # The data directories belong to systemd (StateDirectory=); in test mode create them so the test can

@@ -33,7 +33,7 @@ check() {
 # config_sums: checksums of the files install.sh must create once and never change ("" if any is missing).
 config_sums() {
     local out
-    out="$(cd "$root/etc/tigerfans" 2>/dev/null && sha256sum event.toml admin-password tigerbeetle.env tigerfans.env 2>/dev/null)" || return 0
+    out="$(cd "$root/etc/tigerfans" 2>/dev/null && sha256sum event.toml admin-password tigerbeetle.env tigerfans.env cluster.env 2>/dev/null)" || return 0
     printf '%s' "$out"
 }
 section() { printf '\n== %s\n' "$1"; }
@@ -203,6 +203,13 @@ else
     printf '      (no tigerfans binary at %s: check-config skipped)\n' "$tigerfans_bin"
 fi
 check "tigerbeetle.env sets TB_CACHE_GRID" grep -Eq '^TB_CACHE_GRID=[0-9]+(KiB|MiB|GiB)$' "$root/etc/tigerfans/tigerbeetle.env"
+check "cluster.env holds a random, non-zero cluster id" \
+    bash -c 'c="$(sed -n "s/^TB_CLUSTER=//p" "$1")"; [[ "$c" =~ ^[1-9][0-9]*$ ]]' _ "$root/etc/tigerfans/cluster.env"
+check "both units read the cluster id" \
+    bash -c 'grep -q cluster.env "$1" && grep -q cluster.env "$2" && grep -qF -- "--tb-cluster \${TB_CLUSTER}" "$1" && grep -qF -- "--cluster=\${TB_CLUSTER}" "$2"' \
+    _ "$root/etc/systemd/system/tigerfans.service" "$root/etc/systemd/system/tigerbeetle.service"
+check "tigerfans.service wants the replica and does not require it (a replica restart must not stop the shop)" \
+    bash -c 'grep -q "^Wants=tigerbeetle.service" "$1" && ! grep -q "^Requires=" "$1"' _ "$root/etc/systemd/system/tigerfans.service"
 check "tigerfans.env created (all comments)" bash -c '[ -f "$1" ] && ! grep -qv "^#" "$1"' _ "$root/etc/tigerfans/tigerfans.env"
 
 sums_before="$(config_sums)"

@@ -1,6 +1,7 @@
 # Sourced by scripts/bench.sh and scripts/soak.sh: starts a fresh appliance for a measurement.
 #
-# start_appliance BIN WORKDIR: starts `BIN serve` (its own replica) on a free port with a fresh
+# start_appliance BIN WORKDIR: starts `BIN serve --accounting-endpoints` (its own replica; the
+# benchmark's reserve and commit phases need those endpoints) on a free port with a fresh
 # data dir WORKDIR/data, its log in WORKDIR/tigerfans.log, and waits until /healthz answers (at
 # most 60 s). Sets `server` (the pid) and `base` (http://127.0.0.1:PORT). If the appliance stops
 # or never becomes healthy, prints its log and exits 1.
@@ -15,6 +16,7 @@ start_appliance() {
     base="http://127.0.0.1:$port"
     rm -rf "$work/data"
     "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --tigerbeetle-bin tools/bin/tigerbeetle \
+        --accounting-endpoints \
         2>"$work/tigerfans.log" &
     server=$!
     for _ in $(seq 1 600); do

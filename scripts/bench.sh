@@ -33,7 +33,7 @@ for run in $(seq 1 "$runs"); do
     json="$out/$stamp-run$run.json"
     echo "bench: run $run of $runs against $base" >&2
     if ! "$bin" bench --base "$base" --phase all --total "$total" --concurrency "$concurrency" \
-        --json "$json" >"$work/bench.out" 2>&1; then
+        --secret-file "$work/data/webhook-secret" --json "$json" >"$work/bench.out" 2>&1; then
         cat "$work/bench.out" >&2
         exit 1
     fi

@@ -64,10 +64,6 @@ impl Resource {
         key[..bytes.len()].copy_from_slice(bytes);
         Resource { key: u64::from_be_bytes(key) }
     }
-
-    pub fn key(self) -> u64 {
-        self.key
-    }
 }
 
 /// One thing an event sells: a ticket class or the goodie pool, with its capacity.

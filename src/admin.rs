@@ -13,9 +13,7 @@
 //! `DATA_DIR/admin-password` (mode 0600) and prints it once in the log: there is no default.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -24,63 +22,51 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::secrets::{create_private, hex, random_hex, read_or_create};
+
 pub const COOKIE_NAME: &str = "tf_admin";
 pub const SESSION_TTL_MS: u64 = 12 * 60 * 60 * 1000;
 /// Failed logins allowed per client address within a window; then it is locked until the window ends.
 pub const LOGIN_FAILURES_MAX: u32 = 5;
 pub const LOGIN_WINDOW_MS: u64 = 60_000;
+/// Past `LOGIN_FAILURES_MAX` failures in a window, every attempt from that address waits this
+/// long before its password is checked, doubling with each further failure up to the maximum.
+/// Slowed, never locked: behind one NAT the owner shares the attacker's address, and the right
+/// password still signs in (after the wait).
+pub const LOGIN_DELAY_MS_MIN: u64 = 1_000;
+pub const LOGIN_DELAY_MS_MAX: u64 = 8_000;
+/// Slowed attempts waiting at once, from all addresses; more are refused at once ("busy"), so
+/// a flood of parallel guesses cannot multiply the attempts a delay allows.
+pub const LOGINS_DELAYED_MAX: usize = 8;
 /// Addresses tracked by the limiter at most (oldest windows are dropped first).
 pub const LIMITER_ADDRESSES_MAX: usize = 4096;
 const LOGIN_CSRF_BUCKET_MS: u64 = 60 * 60 * 1000;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// A slowed login attempt's place (see `Admin::delayed_login_slot`).
+pub struct DelayedLogin<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for DelayedLogin<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 pub struct Admin {
     user_digest: [u8; 32],
     password_digest: [u8; 32],
     secret: Vec<u8>,
     failures: Mutex<HashMap<IpAddr, (u32, u64)>>,
+    /// Slowed login attempts waiting now.
+    delayed_logins: std::sync::atomic::AtomicUsize,
     /// Sessions of other generations are over (see the module's doc). Its write lock also
     /// serializes logouts' writes of the file.
     generation: RwLock<String>,
     /// Where the generation is kept across restarts; `None` in unit tests.
     generation_file: Option<PathBuf>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    hex(&bytes)
-}
-
-/// Writes `contents` to a new file readable by its owner only; fails if it exists.
-fn create_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
-}
-
-fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<(String, bool)> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => Ok((text.trim().to_string(), false)),
-        Ok(_) => anyhow::bail!("{} is empty", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let value = make();
-            create_private(path, &format!("{value}\n"))?;
-            Ok((value, true))
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    /// Bumped at every logout: the live views' streams end at once.
+    logouts: tokio::sync::watch::Sender<u64>,
 }
 
 impl Admin {
@@ -117,9 +103,16 @@ impl Admin {
             password_digest: Sha256::digest(password.as_bytes()).into(),
             secret: secret.to_vec(),
             failures: Mutex::new(HashMap::new()),
+            delayed_logins: std::sync::atomic::AtomicUsize::new(0),
             generation: RwLock::new(String::new()),
             generation_file: None,
+            logouts: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes at every logout.
+    pub fn logouts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.logouts.subscribe()
     }
 
     fn session_mac(&self, expiry: &str, nonce: &str) -> String {
@@ -133,6 +126,7 @@ impl Admin {
     pub fn end_all_sessions(&self) -> anyhow::Result<()> {
         let mut generation = self.generation.write().expect("generation lock");
         *generation = random_hex(16);
+        self.logouts.send_modify(|n| *n += 1);
         let Some(path) = &self.generation_file else { return Ok(()) };
         let temporary = path.with_extension("tmp");
         let _ = std::fs::remove_file(&temporary);
@@ -221,13 +215,26 @@ impl Admin {
         candidates.iter().fold(false, |ok, c| ok | bool::from(c.as_bytes().ct_eq(token.as_bytes())))
     }
 
-    /// Whether this address may try to log in now.
-    pub fn login_allowed(&self, address: IpAddr, now_ms: u64) -> bool {
+    /// How long an attempt from this address waits before its password is checked (0: not
+    /// slowed).
+    pub fn login_delay_ms(&self, address: IpAddr, now_ms: u64) -> u64 {
         let failures = self.failures.lock().expect("limiter lock");
         match failures.get(&address) {
-            Some((count, since)) if now_ms < since + LOGIN_WINDOW_MS => *count < LOGIN_FAILURES_MAX,
-            _ => true,
+            Some((count, since)) if now_ms < since + LOGIN_WINDOW_MS && *count >= LOGIN_FAILURES_MAX => {
+                let doublings = (count - LOGIN_FAILURES_MAX).min(16);
+                (LOGIN_DELAY_MS_MIN << doublings).min(LOGIN_DELAY_MS_MAX)
+            }
+            _ => 0,
         }
+    }
+
+    /// A place among the `LOGINS_DELAYED_MAX` slowed attempts, held until it is dropped.
+    pub fn delayed_login_slot(&self) -> Option<DelayedLogin<'_>> {
+        if self.delayed_logins.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= LOGINS_DELAYED_MAX {
+            self.delayed_logins.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            return None;
+        }
+        Some(DelayedLogin(&self.delayed_logins))
     }
 
     pub fn login_failed(&self, address: IpAddr, now_ms: u64) {
@@ -325,11 +332,21 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..LOGIN_FAILURES_MAX {
-            assert!(a.login_allowed(ip, 100));
+            assert_eq!(a.login_delay_ms(ip, 100), 0);
             a.login_failed(ip, 100);
         }
-        assert!(!a.login_allowed(ip, 200));
-        assert!(a.login_allowed(other, 200));
-        assert!(a.login_allowed(ip, 100 + LOGIN_WINDOW_MS), "the window passes");
+        assert_eq!(a.login_delay_ms(ip, 200), LOGIN_DELAY_MS_MIN, "slowed, not locked");
+        a.login_failed(ip, 200);
+        assert_eq!(a.login_delay_ms(ip, 300), 2 * LOGIN_DELAY_MS_MIN);
+        for _ in 0..20 {
+            a.login_failed(ip, 300);
+        }
+        assert_eq!(a.login_delay_ms(ip, 400), LOGIN_DELAY_MS_MAX);
+        assert_eq!(a.login_delay_ms(other, 200), 0);
+        assert_eq!(a.login_delay_ms(ip, 100 + LOGIN_WINDOW_MS), 0, "the window passes");
+        let slots: Vec<_> = (0..LOGINS_DELAYED_MAX).map(|_| a.delayed_login_slot().unwrap()).collect();
+        assert!(a.delayed_login_slot().is_none(), "at most {LOGINS_DELAYED_MAX} slowed attempts wait");
+        drop(slots);
+        assert!(a.delayed_login_slot().is_some());
     }
 }

@@ -19,6 +19,15 @@ pub const HOLD_TIMEOUT_S_MAX: u32 = 24 * 60 * 60;
 /// A configured admin password shorter than this is refused at load (`""` most likely meant
 /// "generate one", which is leaving the field out).
 pub const ADMIN_PASSWORD_LEN_MIN: usize = 8;
+/// A price beyond this (a million in the currency's major unit) is a typo, and keeps every sum
+/// of prices far from overflowing.
+pub const PRICE_CENTS_MAX: u64 = 100_000_000;
+/// Names in `allowed_hosts` at most.
+pub const ALLOWED_HOSTS_MAX: usize = 32;
+/// A config file larger than this is not one (16 classes fit in a few KiB).
+pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Bytes of a text shown on the pages (names, the date, the tagline, the admin user).
+pub const TEXT_LEN_MAX: usize = 200;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,23 +53,33 @@ pub struct Config {
     /// How long a checkout holds its ticket before TigerBeetle releases it.
     #[serde(default = "default_hold_timeout_s")]
     pub hold_timeout_s: u32,
-    /// MockPay signs webhook bodies with this secret (HMAC-SHA256).
-    #[serde(default = "default_webhook_secret")]
-    pub webhook_secret: String,
+    /// MockPay signs webhook bodies with this secret (HMAC-SHA256). `None`: the appliance
+    /// generates one on first start and keeps it in the data dir (`secrets::webhook_secret`);
+    /// a default known to everyone would let anyone sign "payment succeeded" for their order.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
     #[serde(default = "default_admin_user")]
     pub admin_user: String,
     /// `None`: the appliance generates one on first start and keeps it in the data dir.
     #[serde(default)]
     pub admin_password: Option<String>,
-    /// Serve `/api/accounting/reserve` and `/commit` (the bare accounting path, for
-    /// benchmarks). Anyone can use them to take tickets without an order: turn them off at a
-    /// real event.
-    #[serde(default = "default_true")]
+    /// Serve `/api/accounting/reserve` and `/commit` (the bare accounting path the reference's
+    /// benchmark calls). They change state on GET and anyone can use them to take tickets
+    /// without an order (a cross-site `<img>` could place holds): off unless asked for, here
+    /// or with `serve --accounting-endpoints`.
+    #[serde(default)]
     pub accounting_endpoints: bool,
-}
-
-fn default_true() -> bool {
-    true
+    /// Per client address (an IPv6 /64): checkouts begun per minute, and tickets on hold at
+    /// once (`throttle`); 0 turns a limit off. 127.0.0.1 and ::1 (the kiosk, a benchmark on the
+    /// appliance itself) are not limited.
+    #[serde(default = "default_checkouts_per_minute_per_client")]
+    pub checkouts_per_minute_per_client: u32,
+    #[serde(default = "default_holds_per_client")]
+    pub holds_per_client: u32,
+    /// Host names the appliance answers to besides its addresses, `localhost` and the machine's
+    /// own name (`http::hosts`): the name the venue gives it, e.g. `tickets.venue.lan`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,8 +106,11 @@ fn default_goodie_limit() -> u64 {
 fn default_hold_timeout_s() -> u32 {
     300
 }
-fn default_webhook_secret() -> String {
-    "mockpay-demo-secret".to_string()
+fn default_checkouts_per_minute_per_client() -> u32 {
+    30
+}
+fn default_holds_per_client() -> u32 {
+    20
 }
 fn default_admin_user() -> String {
     "admin".to_string()
@@ -120,10 +142,13 @@ impl Default for Config {
             ],
             goodie_limit: default_goodie_limit(),
             hold_timeout_s: default_hold_timeout_s(),
-            webhook_secret: default_webhook_secret(),
+            webhook_secret: None,
             admin_user: default_admin_user(),
             admin_password: None,
-            accounting_endpoints: true,
+            accounting_endpoints: false,
+            checkouts_per_minute_per_client: default_checkouts_per_minute_per_client(),
+            holds_per_client: default_holds_per_client(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -131,6 +156,8 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML (`.toml`) or JSON (anything else starting with `{`) file and validates it.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let bytes = std::fs::metadata(path).with_context(|| format!("reading config file {}", path.display()))?.len();
+        ensure!(bytes <= CONFIG_FILE_BYTES_MAX, "config file {} is over {CONFIG_FILE_BYTES_MAX} bytes", path.display());
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
         let config = Config::parse(&text, path.extension().and_then(|e| e.to_str()))
             .with_context(|| format!("in config file {}", path.display()))?;
@@ -173,10 +200,16 @@ impl Config {
                 bail!("class id {:?} appears twice", class.id);
             }
             ensure!(!class.name.trim().is_empty(), "class {:?} needs a name", class.id);
-            ensure!(class.price_cents > 0, "class {:?}: price_cents must be > 0", class.id);
+            check_text(&format!("class {:?}: name", class.id), &class.name)?;
             ensure!(
-                class.capacity <= CAPACITY_MAX,
-                "class {:?}: capacity {} is over the limit {CAPACITY_MAX}",
+                class.price_cents > 0 && class.price_cents <= PRICE_CENTS_MAX,
+                "class {:?}: price_cents must be between 1 and {PRICE_CENTS_MAX}, got {}",
+                class.id,
+                class.price_cents
+            );
+            ensure!(
+                class.capacity >= 1 && class.capacity <= CAPACITY_MAX,
+                "class {:?}: capacity must be between 1 and {CAPACITY_MAX}, got {}",
                 class.id,
                 class.capacity
             );
@@ -191,18 +224,59 @@ impl Config {
             "hold_timeout_s must be between 1 and {HOLD_TIMEOUT_S_MAX}, got {}",
             self.hold_timeout_s
         );
-        ensure!(self.webhook_secret.len() >= 8, "webhook_secret must be at least 8 bytes");
-        ensure!(!self.admin_user.is_empty(), "admin_user must not be empty");
-        ensure!(
-            self.admin_password.as_ref().map_or(true, |p| p.len() >= ADMIN_PASSWORD_LEN_MIN),
-            "admin_password must be at least {ADMIN_PASSWORD_LEN_MIN} bytes (leave it out to have one generated)"
-        );
+        for (field, text) in
+            [("event_name", &self.event_name), ("event_date", &self.event_date), ("event_tagline", &self.event_tagline)]
+        {
+            check_text(field, text)?;
+        }
+        if let Some(secret) = &self.webhook_secret {
+            check_secret("webhook_secret", secret, 8)?;
+        }
+        ensure!(self.allowed_hosts.len() <= ALLOWED_HOSTS_MAX, "at most {ALLOWED_HOSTS_MAX} allowed_hosts");
+        for host in &self.allowed_hosts {
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            ensure!(valid, "allowed_hosts: {host:?} is not a host name");
+        }
+        ensure!(!self.admin_user.trim().is_empty(), "admin_user must not be empty or blank");
+        check_text("admin_user", &self.admin_user)?;
+        if let Some(password) = &self.admin_password {
+            check_secret("admin_password", password, ADMIN_PASSWORD_LEN_MIN)
+                .context("leave admin_password out to have one generated")?;
+        }
         Ok(())
     }
 
     pub fn class(&self, id: &str) -> Option<&TicketClass> {
         self.classes.iter().find(|c| c.id == id)
     }
+}
+
+/// A text the pages show: bounded, and without control characters (a NUL, a right-to-left
+/// override that turns a name around on the screen, a line break in a log line).
+fn check_text(field: &str, text: &str) -> anyhow::Result<()> {
+    ensure!(text.len() <= TEXT_LEN_MAX, "{field} is {} bytes, more than {TEXT_LEN_MAX}", text.len());
+    let control = text.chars().find(|c| c.is_control() || is_bidi_control(*c));
+    ensure!(control.is_none(), "{field} contains the control character {:?}", control.unwrap_or_default());
+    Ok(())
+}
+
+/// Unicode's explicit direction controls (embeddings, overrides, isolates, marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A secret: long enough, not blank, and not a placeholder left unfilled (the bundle's
+/// `__GENERATED_WEBHOOK_SECRET__` used as the secret would make it public).
+fn check_secret(field: &str, secret: &str, len_min: usize) -> anyhow::Result<()> {
+    ensure!(secret.len() >= len_min, "{field} must be at least {len_min} bytes");
+    ensure!(!secret.trim().is_empty(), "{field} must not be blank");
+    ensure!(
+        !(secret.starts_with("__") && secret.ends_with("__")),
+        "{field} is the placeholder {secret:?}: put a secret there (install.sh generates one)"
+    );
+    check_text(field, secret)
 }
 
 pub fn is_valid_class_id(id: &str) -> bool {
@@ -253,8 +327,15 @@ mod tests {
             r#", "currency": "eur""#,
             r#", "hold_timeout_s": 0"#,
             r#", "webhook_secret": "short""#,
+            r#", "webhook_secret": "__GENERATED_WEBHOOK_SECRET__""#,
             r#", "admin_password": """#,
             r#", "admin_password": "1234567""#,
+            r#", "admin_password": "        ""#,
+            r#", "admin_password": "__GENERATED_ADMIN_PASSWORD__""#,
+            r#", "admin_user": " ""#,
+            r#", "event_name": "a\u0000b""#,
+            r#", "event_name": "evil\u202etxt.exe""#,
+            r#", "event_tagline": "line\nbreak""#,
             r#", "unknown_field": 1"#,
         ] {
             let text = format!("{base}{extra}}}");
@@ -262,6 +343,17 @@ mod tests {
         }
         let bad_class = r#"{"classes": [{"id": "TOO-LONG-ID", "name": "a", "price_cents": 1, "capacity": 1}]}"#;
         assert!(Config::parse(bad_class, None).is_err());
+        for class in [
+            r#"{"id": "A", "name": "a", "price_cents": 1, "capacity": 0}"#,
+            r#"{"id": "A", "name": "a", "price_cents": 18446744073709551615, "capacity": 1}"#,
+            r#"{"id": "A", "name": "a\u202e", "price_cents": 1, "capacity": 1}"#,
+        ] {
+            let text = format!(r#"{{"classes": [{class}]}}"#);
+            assert!(Config::parse(&text, None).is_err(), "accepted {text}");
+        }
+        let huge = format!(r#"{{"event_tagline": "{}", {}"#, "x".repeat(60 << 20), &base[1..]);
+        let refused = format!("{:#}", Config::parse(&format!("{huge}}}"), None).unwrap_err());
+        assert!(refused.contains("event_tagline is 62914560 bytes"), "{refused}");
         let dup = r#"{"classes": [{"id": "A", "name": "a", "price_cents": 1, "capacity": 1},
                                   {"id": "A", "name": "b", "price_cents": 1, "capacity": 1}]}"#;
         assert!(Config::parse(dup, None).is_err());

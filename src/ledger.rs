@@ -4,11 +4,20 @@
 //! client, which coalesces concurrent requests itself. The client never times out a request: it
 //! retries until the cluster answers. Callers bound their wait (`Ledger::timeout`) and answer 503,
 //! which is safe because every id we submit is idempotent.
+//!
+//! A replica keeps a bounded number of client sessions and evicts the least recently used when
+//! a new client registers (other processes on the same cluster, a burst of audits, a restart):
+//! an evicted client answers every later request with "evicted", for good. So a request that
+//! finds its client evicted opens a new one in its place; that request answers 503, the next
+//! ones go to the new client. Nothing is replayed twice: every id is derived, so a caller's
+//! retry of the same transfers is `exists`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use tb::error::{CreateAccountErrorKind, CreateAccountsError, CreateTransfersError};
+use tb::error::{CreateAccountErrorKind, CreateAccountsError, CreateTransfersError, SendError, SendErrorKind};
 use tb::{Account, Transfer};
 use tigerbeetle_unofficial as tb;
 
@@ -17,16 +26,79 @@ use crate::batcher::Backend;
 use crate::config::Config;
 
 pub struct Ledger {
-    client: tb::Client,
+    /// The client requests go to; replaced after an eviction.
+    client: RwLock<Arc<tb::Client>>,
     pub cluster_id: u128,
     pub addresses: String,
+    /// Clients opened in place of an evicted one.
+    reconnects: AtomicU64,
+}
+
+/// Whether a request failed because the replica evicted the client's session.
+trait Evicted {
+    fn evicted(&self) -> bool;
+}
+
+impl Evicted for SendError {
+    fn evicted(&self) -> bool {
+        matches!(self.kind(), SendErrorKind::ClientEvicted)
+    }
+}
+
+impl Evicted for CreateTransfersError {
+    fn evicted(&self) -> bool {
+        matches!(self, CreateTransfersError::Send(e) if e.evicted())
+    }
+}
+
+impl Evicted for CreateAccountsError {
+    fn evicted(&self) -> bool {
+        matches!(self, CreateAccountsError::Send(e) if e.evicted())
+    }
 }
 
 impl Ledger {
     pub fn connect(cluster_id: u128, addresses: &str) -> anyhow::Result<Ledger> {
-        let client =
-            tb::Client::new(cluster_id, addresses).map_err(|e| anyhow!("TigerBeetle client for {addresses}: {e}"))?;
-        Ok(Ledger { client, cluster_id, addresses: addresses.to_string() })
+        let client = Ledger::new_client(cluster_id, addresses)?;
+        Ok(Ledger {
+            client: RwLock::new(Arc::new(client)),
+            cluster_id,
+            addresses: addresses.to_string(),
+            reconnects: AtomicU64::new(0),
+        })
+    }
+
+    fn new_client(cluster_id: u128, addresses: &str) -> anyhow::Result<tb::Client> {
+        tb::Client::new(cluster_id, addresses).map_err(|e| anyhow!("TigerBeetle client for {addresses}: {e}"))
+    }
+
+    /// How many times a new client replaced an evicted one.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    fn client(&self) -> Arc<tb::Client> {
+        self.client.read().expect("client lock poisoned").clone()
+    }
+
+    /// Passes a request's result on; if it found `client` evicted, first puts a new client in
+    /// its place (unless a concurrent request did already).
+    fn checked<T, E: Evicted>(&self, client: &Arc<tb::Client>, result: Result<T, E>) -> Result<T, E> {
+        if result.as_ref().is_err_and(|e| e.evicted()) {
+            let mut current = self.client.write().expect("client lock poisoned");
+            if Arc::ptr_eq(&current, client) {
+                match Ledger::new_client(self.cluster_id, &self.addresses) {
+                    Ok(fresh) => {
+                        *current = Arc::new(fresh);
+                        let n = self.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(reconnects = n, "TigerBeetle evicted this client; a new client takes over");
+                    }
+                    // The next request finds the old client evicted again and tries again.
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "replacing an evicted TigerBeetle client"),
+                }
+            }
+        }
+        result
     }
 
     /// Creates the accounts of every resource and funds each Budget up to its capacity.
@@ -37,7 +109,8 @@ impl Ledger {
 
         let accounts: Vec<Account> =
             resources.iter().flat_map(|r| accounting::resource_accounts(ledger, r.resource)).collect();
-        match self.client.create_accounts(accounts).await {
+        let client = self.client();
+        match self.checked(&client, client.create_accounts(accounts).await) {
             Ok(()) => {}
             Err(CreateAccountsError::Api(errors)) => {
                 for e in errors.as_slice() {
@@ -52,7 +125,7 @@ impl Ledger {
 
         let budget_ids: Vec<u128> =
             resources.iter().map(|r| accounting::account_id(ledger, r.resource, AccountKind::Budget)).collect();
-        let budgets = self.client.lookup_accounts(budget_ids.clone()).await.context("looking up budgets")?;
+        let budgets = self.lookup_accounts(budget_ids.clone()).await.context("looking up budgets")?;
         let mut funding = Vec::new();
         for (r, id) in resources.iter().zip(&budget_ids) {
             let (name, capacity) = (&r.name, r.capacity);
@@ -93,7 +166,7 @@ impl Ledger {
                 ]
             })
             .collect();
-        let accounts = self.client.lookup_accounts(ids.clone()).await.map_err(|e| anyhow!("{e}"))?;
+        let accounts = self.lookup_accounts(ids.clone()).await?;
         let find = |id: u128| accounts.iter().find(|a| a.id() == id).ok_or_else(|| anyhow!("account {id} not found"));
         let mut out = Vec::with_capacity(resources.len());
         for pair in ids.chunks(2) {
@@ -104,20 +177,23 @@ impl Ledger {
     }
 
     pub async fn lookup_transfers(&self, ids: Vec<u128>) -> anyhow::Result<Vec<Transfer>> {
-        self.client.lookup_transfers(ids).await.map_err(|e| anyhow!("{e}"))
+        let client = self.client();
+        self.checked(&client, client.lookup_transfers(ids).await).map_err(|e| anyhow!("{e}"))
     }
 
     pub async fn lookup_accounts(&self, ids: Vec<u128>) -> anyhow::Result<Vec<Account>> {
-        self.client.lookup_accounts(ids).await.map_err(|e| anyhow!("{e}"))
+        let client = self.client();
+        self.checked(&client, client.lookup_accounts(ids).await).map_err(|e| anyhow!("{e}"))
     }
 
     pub async fn get_account_transfers(&self, filter: tb::account::Filter) -> anyhow::Result<Vec<Transfer>> {
-        self.client.get_account_transfers(Box::new(filter)).await.map_err(|e| anyhow!("{e}"))
+        let client = self.client();
+        self.checked(&client, client.get_account_transfers(Box::new(filter)).await).map_err(|e| anyhow!("{e}"))
     }
 
     /// A cheap round trip that proves the cluster answers.
     pub async fn ping(&self) -> anyhow::Result<()> {
-        self.client.lookup_accounts(vec![1u128]).await.map_err(|e| anyhow!("{e}"))?;
+        self.lookup_accounts(vec![1u128]).await?;
         Ok(())
     }
 }
@@ -136,7 +212,8 @@ pub async fn within<T>(
 
 impl Backend for Ledger {
     async fn create_transfers(&self, batch: Vec<Transfer>) -> Result<Vec<(u32, TransferResult)>, String> {
-        match self.client.create_transfers(batch).await {
+        let client = self.client();
+        match self.checked(&client, client.create_transfers(batch).await) {
             Ok(()) => Ok(Vec::new()),
             Err(CreateTransfersError::Api(errors)) => Ok(errors
                 .as_slice()

@@ -28,5 +28,7 @@ pub mod metrics;
 pub mod order;
 pub mod payment;
 pub mod replica;
+pub mod secrets;
 pub mod store;
+pub mod throttle;
 pub mod web;

@@ -69,9 +69,13 @@ struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// The server's webhook secret (to sign webhook events).
-    #[arg(long, env = "TIGERFANS_WEBHOOK_SECRET", default_value = "mockpay-demo-secret")]
-    secret: String,
+    /// The server's webhook secret, to sign webhook events (the webhook and all phases).
+    #[arg(long, env = "TIGERFANS_WEBHOOK_SECRET")]
+    secret: Option<String>,
+    /// File holding the server's webhook secret (DATA_DIR/webhook-secret when the server
+    /// generated it). Default: ./data/webhook-secret, if there is one.
+    #[arg(long, conflicts_with = "secret")]
+    secret_file: Option<PathBuf>,
     /// Ticket class to buy.
     #[arg(long, default_value = "B")]
     cls: String,
@@ -169,6 +173,17 @@ struct ServeArgs {
     /// The store's page cache (redb), in MiB: most of tigerfans' own memory.
     #[arg(long, env = "TIGERFANS_STORE_CACHE_MIB", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
     store_cache_mib: u16,
+    /// Serve /api/accounting/reserve and /commit (the reference's benchmark path: they take
+    /// tickets without an order, on GET). Off unless given here or in the config.
+    #[arg(long, env = "TIGERFANS_ACCOUNTING_ENDPOINTS")]
+    accounting_endpoints: bool,
+    /// A live audit (`/api/admin/audit`) reads at most this many orders into memory; more:
+    /// stop the server and run `tigerfans audit --data-dir`.
+    #[arg(long, env = "TIGERFANS_LIVE_AUDIT_ORDERS_MAX", default_value_t = tigerfans::audit::LIVE.orders_max)]
+    live_audit_orders_max: u64,
+    /// ... and at most this many transfers, in all resources.
+    #[arg(long, env = "TIGERFANS_LIVE_AUDIT_TRANSFERS_MAX", default_value_t = tigerfans::audit::LIVE.transfers_max)]
+    live_audit_transfers_max: usize,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "TIGERFANS_WORKER_THREADS")]
     worker_threads: Option<usize>,
@@ -186,6 +201,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Audit(args)) => audit(args),
         Some(Command::Bench(args)) => bench::run(BenchOptions {
+            secret: bench_secret(args.secret.clone(), args.secret_file.clone())?,
             base: args.base,
             phase: args.phase,
             total: args.total,
@@ -193,7 +209,6 @@ fn main() -> anyhow::Result<()> {
             succeed_rate: args.succeed_rate,
             duration_s: args.duration,
             json: args.json,
-            secret: args.secret,
             cls: args.cls,
             threads: args.threads,
             rate: args.rate,
@@ -204,14 +219,33 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The webhook secret for `bench`: given, from a file, or from the default data dir's file.
+fn bench_secret(secret: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    let read = |path: &std::path::Path| -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(text.trim().to_string())
+    };
+    let default_file = PathBuf::from("data").join(tigerfans::secrets::WEBHOOK_SECRET_FILE);
+    Ok(match (secret, file) {
+        (Some(secret), _) => Some(secret),
+        (None, Some(file)) => Some(read(&file)?),
+        (None, None) if default_file.is_file() => Some(read(&default_file)?),
+        (None, None) => None,
+    })
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     limit_malloc_arenas();
     // SAFETY: reads a version number.
     assert_eq!(unsafe { libmimalloc_sys::mi_version() } / 10_000, 3, "the allocator options are mimalloc 3's");
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    config.accounting_endpoints |= args.accounting_endpoints;
+    if config.accounting_endpoints {
+        tracing::warn!("the accounting endpoints are on: anyone can take tickets without an order (benchmarks only)");
+    }
     let options = ServeOptions {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
@@ -230,6 +264,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         sweep_interval_ms: 250,
         store_cache_bytes: usize::from(args.store_cache_mib) * 1024 * 1024,
+        audit_limits: audit::AuditLimits {
+            orders_max: args.live_audit_orders_max,
+            transfers_max: args.live_audit_transfers_max,
+        },
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

@@ -182,7 +182,7 @@ impl RouteLabel {
 
 /// Status codes counted individually (every one this server answers); anything else is counted
 /// under `other` (0).
-pub const STATUSES: [u16; 15] = [200, 303, 400, 401, 403, 404, 405, 408, 409, 413, 415, 431, 500, 503, 0];
+pub const STATUSES: [u16; 17] = [200, 303, 400, 401, 403, 404, 405, 408, 409, 413, 415, 421, 429, 431, 500, 503, 0];
 
 fn status_index(status: u16) -> usize {
     STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len() - 1)
@@ -226,9 +226,13 @@ pub struct Metrics {
     pub store_checkpoint_us: Histogram,
     pub store_flush_us: Histogram,
     pub checkouts: Counter,
+    /// Checkouts refused by the per-client limits (429).
+    pub checkouts_throttled: Counter,
     pub sold_out: Counter,
     pub payment_events: Counter,
     pub expired: Counter,
+    /// Payments that succeeded after they had failed or been canceled (booked late, or to refund).
+    pub late_successes: Counter,
 }
 
 impl Metrics {
@@ -304,31 +308,66 @@ impl Metrics {
             "tigerfans_store_flush_microseconds",
             "Latency of the store's background fdatasync of its redb file (off the writer's path).",
         );
+        self.render_totals(&mut out);
+        out
+    }
+
+    /// The counters, and the process's memory.
+    fn render_totals(&self, out: &mut String) {
         for (name, counter) in [
             ("tigerfans_checkouts_total", &self.checkouts),
+            ("tigerfans_checkouts_throttled_total", &self.checkouts_throttled),
             ("tigerfans_sold_out_total", &self.sold_out),
             ("tigerfans_payment_events_total", &self.payment_events),
             ("tigerfans_expired_total", &self.expired),
+            ("tigerfans_late_successes_total", &self.late_successes),
         ] {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", counter.get());
         }
         if let Some(rss) = process_rss_bytes() {
             let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
         }
-        out
     }
 }
 
-/// Resident set size from /proc (Linux only).
+/// Resident set size from /proc (Linux only), in bytes. `statm` counts pages, and a page is
+/// not always 4 KiB: the Raspberry Pi 5's default kernel uses 16 KiB pages.
 pub fn process_rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    Some(pages * page_size_bytes())
+}
+
+/// The kernel's page size.
+pub fn page_size_bytes() -> u64 {
+    // SAFETY: sysconf reads a constant of the running kernel.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    assert!(size > 0, "sysconf(_SC_PAGESIZE) failed");
+    size as u64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rss_counts_in_the_kernel_s_pages() {
+        let page = page_size_bytes();
+        assert!(page.is_power_of_two() && page >= 4096, "{page}");
+        // /proc/self/status says the same in kB (rounded down to whole kB there).
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let rss = process_rss_bytes().unwrap();
+        assert!(rss % page == 0 && rss / 1024 + 1024 >= kb && kb + 1024 >= rss / 1024, "statm {rss} B, status {kb} kB");
+    }
 
     #[test]
     fn route_labels_are_listed_in_their_own_order() {

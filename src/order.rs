@@ -45,10 +45,27 @@ impl OrderStatus {
         OrderStatus::ALL.iter().copied().find(|status| status.as_str() == s)
     }
 
-    /// A payment outcome may still change an order in these states: an expired hold can be
-    /// booked late. Every other state is the order's final answer.
+    /// Any payment outcome may still change an order in these states: an expired hold can be
+    /// booked late.
     pub fn is_open(self) -> bool {
         matches!(self, OrderStatus::Pending | OrderStatus::Expired)
+    }
+
+    /// Whether an order in this state takes this payment outcome: any while it is open; after
+    /// a failure or a cancel, only a success (the provider took the money after all: the ticket
+    /// is booked if one is left, else the order is paid without one, to refund); nothing once
+    /// it is paid.
+    pub fn accepts(self, outcome: OrderStatus) -> bool {
+        match self {
+            OrderStatus::Pending | OrderStatus::Expired => true,
+            OrderStatus::Failed | OrderStatus::Canceled => outcome.is_paid(),
+            OrderStatus::Paid | OrderStatus::PaidUnfulfilled => false,
+        }
+    }
+
+    /// Money was taken: with a ticket, or without one (to refund).
+    pub fn is_paid(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::PaidUnfulfilled)
     }
 }
 
@@ -89,16 +106,11 @@ pub struct Order {
     pub event_keys: Vec<String>,
     /// The holds a payment moves, copied from the session, so that a payment event reads one
     /// record instead of two (each a random B-tree lookup, most of a webhook's CPU in the server
-    /// when the open orders outgrow the cache). 0 in orders written before the copy was kept: a
-    /// webhook then reads them from the session.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// when the open orders outgrow the cache), and so that a session can be deleted once its
+    /// order is long final (`store` retention).
     pub ticket_hold_id: u128,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodie_hold_id: Option<u128>,
-}
-
-fn is_zero(id: &u128) -> bool {
-    *id == 0
 }
 
 /// Event ids an order remembers. Beyond this the oldest is forgotten: a very late replay of it
@@ -160,7 +172,7 @@ impl Order {
     pub fn apply_payment(&mut self, event_key: &str, outcome: Option<&Outcome>) -> Option<(OrderStatus, OrderStatus)> {
         assert!(!self.event_keys.iter().any(|k| k == event_key), "replays are answered before");
         let mut changed = None;
-        if let Some(outcome) = outcome.filter(|_| self.status.is_open()) {
+        if let Some(outcome) = outcome.filter(|o| self.status.accepts(o.status)) {
             changed = Some((self.status, outcome.status));
             self.status = outcome.status;
             self.paid_at_ms = outcome.paid_at_ms;
@@ -199,6 +211,10 @@ mod tests {
             assert_eq!(OrderStatus::ALL[status.index()], status);
         }
         assert_eq!(OrderStatus::parse("paid"), None);
+        use OrderStatus::*;
+        assert!(Pending.accepts(Failed) && Expired.accepts(Paid));
+        assert!(Failed.accepts(Paid) && Canceled.accepts(PaidUnfulfilled) && !Failed.accepts(Canceled));
+        assert!(!Paid.accepts(Failed) && !PaidUnfulfilled.accepts(Paid));
         let session = Session {
             psid: "ps_1".into(),
             order_id: "o1".into(),

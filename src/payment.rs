@@ -60,8 +60,32 @@ pub struct Event {
     pub order_id: String,
     pub amount: u64,
     pub currency: String,
+    /// When the provider made the event: a string (RFC 3339 here), or an integer Unix time as
+    /// the reference design's MockPay sends (`int(time.time())`), kept as its decimal text.
+    /// Only shown, never computed with.
+    #[serde(deserialize_with = "text_or_integer")]
     pub created_at: String,
     pub idempotency_key: String,
+}
+
+/// A JSON string, or an integer turned into its decimal text.
+fn text_or_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrInteger {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(
+        match TextOrInteger::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("invalid type: created_at must be a string or an integer Unix time")
+        })? {
+            TextOrInteger::Text(text) => text,
+            TextOrInteger::Unsigned(n) => n.to_string(),
+            TextOrInteger::Signed(n) => n.to_string(),
+        },
+    )
 }
 
 /// Field length bound: anything longer is not ours.
@@ -142,6 +166,27 @@ mod tests {
         let decoded = decode_event(b"secret", &body, Some(&signature)).unwrap();
         assert_eq!((decoded.kind, decoded.idempotency_key.as_str()), (EventType::Succeeded, "k1"));
         assert_eq!(decode_event(b"other", &body, Some(&signature)).unwrap_err(), "invalid signature");
+    }
+
+    #[test]
+    fn created_at_is_a_string_or_an_integer_unix_time() {
+        let body = |created_at: &str| {
+            format!(
+                r#"{{"type":"payment.failed","payment_session_id":"p","order_id":"o","amount":1,"currency":"EUR","created_at":{created_at},"idempotency_key":"k"}}"#
+            )
+        };
+        let event = |created_at: &str| serde_json::from_str::<Event>(&body(created_at));
+        assert_eq!(event("\"2026-12-03T06:00:00Z\"").unwrap().created_at, "2026-12-03T06:00:00Z");
+        assert_eq!(event("1764741600").unwrap().created_at, "1764741600");
+        assert_eq!(event("-1").unwrap().created_at, "-1");
+        for bad in ["1.5", "null", "[1]", "{}", "true"] {
+            let e = event(bad).unwrap_err().to_string();
+            assert!(e.contains("created_at must be a string or an integer"), "{bad}: {e}");
+        }
+        // Through the webhook's front door, signed.
+        let raw = body("1764741600");
+        let signature = sign(b"s", raw.as_bytes());
+        assert_eq!(decode_event(b"s", raw.as_bytes(), Some(&signature)).unwrap().created_at, "1764741600");
     }
 
     #[test]

@@ -46,6 +46,12 @@ fn wait_dead(pid: u32, timeout: Duration) {
     }
 }
 
+/// The webhook secret an appliance without one configured generated in its data dir.
+fn generated_secret(data_dir: &Path) -> String {
+    let secret = std::fs::read_to_string(data_dir.join("webhook-secret")).expect("a generated webhook secret");
+    secret.trim().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appliance_supervises_its_replica() {
     let data_dir = scratch_dir("appliance");
@@ -60,11 +66,20 @@ async fn appliance_supervises_its_replica() {
     ];
     let mut server = Server::start_with(data_dir.clone(), args).await;
     assert!(Path::new(&data_dir.join("0_0.tigerbeetle")).is_file(), "data file formatted");
+    // With a cluster id of its own, not TigerBeetle's testing cluster 0, kept beside the data.
+    let cluster = std::fs::read_to_string(data_dir.join("tigerbeetle-cluster")).expect("the cluster id is kept");
+    let cluster: u128 = cluster.trim().parse().unwrap();
+    assert_ne!(cluster, 0);
+    let replica_log = std::fs::read_to_string(data_dir.join("tigerbeetle.log")).unwrap();
+    assert!(replica_log.contains(&cluster.to_string()), "the replica runs with cluster {cluster}");
     let (status, checkout) = server.http.checkout("A", "fan@example.com").await;
     assert_eq!(status, StatusCode::OK, "{checkout}");
     let order_id = checkout["order_id"].as_str().unwrap().to_string();
-    let (_, reply) =
-        server.http.webhook_with_secret(&event("succeeded", &checkout, &unique_key("e")), "mockpay-demo-secret").await;
+    // No webhook secret in the config: the appliance made its own, not a default anyone knows.
+    let paid = event("succeeded", &checkout, &unique_key("e"));
+    let (status, reply) = server.http.webhook_with_secret(&paid, "mockpay-demo-secret").await;
+    assert_eq!((status, reply["detail"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid signature")));
+    let (_, reply) = server.http.webhook_with_secret(&paid, &generated_secret(&data_dir)).await;
     assert_eq!(reply["order_status"], "PAID");
 
     // The replica dies: requests get a clear 503 instead of hanging, and service comes back.
@@ -114,8 +129,9 @@ async fn replica_sigkill_under_load_loses_nothing() {
         "--tb-timeout-ms=2000".to_string(),
     ];
     let server = Server::start_with(data_dir.clone(), args).await;
-    const DEMO_SECRET: &str = "mockpay-demo-secret";
-    let load = Load::start(&server.http, 24, DEMO_SECRET);
+    // The load's workers outlive this scope's borrows.
+    let secret: &'static str = Box::leak(generated_secret(&data_dir).into_boxed_str());
+    let load = Load::start(&server.http, 24, secret);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let replica = replica_of(&server);
     unsafe {
@@ -144,5 +160,5 @@ async fn replica_sigkill_under_load_loses_nothing() {
     }
     // Whether any request got a 503 depends on how fast the replica came back (usually within
     // the 2 s request timeout, so the requests just waited): both outcomes are allowed.
-    verify_nothing_lost(&server, &record, DEMO_SECRET).await;
+    verify_nothing_lost(&server, &record, secret).await;
 }

@@ -1,5 +1,10 @@
 // TigerFans shared helpers. Every server string goes into the DOM as text, never as HTML.
 'use strict';
+// What the Content-Security-Policy refused on this page (the browser tests expect nothing).
+window.TF_CSP_VIOLATIONS = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.TF_CSP_VIOLATIONS.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline'));
+});
 (function (global) {
   const $ = (sel, root) => (root || document).querySelector(sel);
 

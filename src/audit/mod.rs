@@ -43,8 +43,23 @@ pub const SCAN_PAGE_MAX: u32 = 8189;
 /// larger ledger is refused rather than half-checked.
 pub const SCAN_TRANSFERS_MAX: usize = 10_000_000;
 
-/// Every transfer crediting `account_id`, oldest first, page by page.
-async fn scan(ledger: &Ledger, account_id: u128) -> anyhow::Result<Vec<tb::Transfer>> {
+/// What an audit may hold in memory: every order and session, decoded, and every transfer into
+/// the resources' Spent accounts (128 bytes each).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditLimits {
+    pub orders_max: u64,
+    pub transfers_max: usize,
+}
+
+/// A live audit runs inside the serving appliance, beside its replica, on a board that may have
+/// 2 GB: at most 100,000 orders (about 1 KiB each with its session: 100 MiB) and 500,000
+/// transfers in all (61 MiB). A larger event is audited offline (`tigerfans audit --data-dir`,
+/// a process of its own, with the server stopped), which is bounded by `OFFLINE`.
+pub const LIVE: AuditLimits = AuditLimits { orders_max: 100_000, transfers_max: 500_000 };
+pub const OFFLINE: AuditLimits = AuditLimits { orders_max: u64::MAX, transfers_max: SCAN_TRANSFERS_MAX };
+
+/// Every transfer crediting `account_id`, oldest first, page by page; at most `room` of them.
+async fn scan(ledger: &Ledger, account_id: u128, room: usize) -> anyhow::Result<Vec<tb::Transfer>> {
     let mut out = Vec::new();
     let mut timestamp_min = 0u64;
     // Up to now (plus clock slack), so a busy server's newest transfers are not chased forever.
@@ -59,8 +74,12 @@ async fn scan(ledger: &Ledger, account_id: u128) -> anyhow::Result<Vec<tb::Trans
         let Some(last) = page.last() else { return Ok(out) };
         timestamp_min = ns(last.timestamp()) + 1;
         out.extend(page);
-        if out.len() > SCAN_TRANSFERS_MAX {
-            bail!("more than {SCAN_TRANSFERS_MAX} transfers on account {account_id:x}: too large to audit");
+        if out.len() > room.min(SCAN_TRANSFERS_MAX) {
+            bail!(
+                "more than {} transfers on account {account_id:x}: too large for this audit (stop the server \
+                 and run `tigerfans audit --data-dir`)",
+                room.min(SCAN_TRANSFERS_MAX)
+            );
         }
         if timestamp_min > timestamp_max {
             return Ok(out);
@@ -75,13 +94,22 @@ pub async fn run(
     ledger: &Ledger,
     store: &Store,
     live: bool,
+    limits: AuditLimits,
     timeout: Duration,
 ) -> anyhow::Result<Report> {
+    let orders: u64 = store.order_counts()?.iter().map(|(_, n)| n).sum();
+    if orders > limits.orders_max {
+        bail!(
+            "{orders} orders: more than this audit reads ({}); stop the server and run `tigerfans audit --data-dir`",
+            limits.orders_max
+        );
+    }
     let reader = store.clone();
     let snapshot = tokio::task::spawn_blocking(move || reader.audit_snapshot()).await??;
     let resources = accounting::event_resources(config);
     let collect = async {
         let mut ledgers = Vec::with_capacity(resources.len());
+        let mut room = limits.transfers_max;
         for accounting::EventResource { name, class_id, resource, capacity } in resources {
             let budget_id = accounting::account_id(config.ledger, resource, AccountKind::Budget);
             let spent_id = accounting::account_id(config.ledger, resource, AccountKind::Spent);
@@ -95,7 +123,8 @@ pub async fn run(
                     .ok_or_else(|| anyhow!("{name}: account {id:x} not found"))
             };
             let (budget, spent) = (find(budget_id)?, find(spent_id)?);
-            let transfers = scan(ledger, spent_id).await?;
+            let transfers = scan(ledger, spent_id, room).await?;
+            room -= transfers.len();
             ledgers.push(ResourceLedger { name, class_id, capacity, budget, spent, transfers });
         }
         anyhow::Ok(ledgers)
@@ -131,22 +160,23 @@ pub async fn offline(options: OfflineOptions) -> anyhow::Result<Report> {
             replica::data_file(&options.data_dir).display()
         );
     }
-    let (supervisor, addresses) = replica::start_unless_external(
+    let tigerbeetle = replica::start_unless_external(
         options.tb_addresses.as_deref(),
+        options.tb_cluster,
         &options.tigerbeetle_bin,
         &options.data_dir,
         &options.tb_cache_grid,
     )
     .await?;
     let result = async {
-        let ledger = Ledger::connect(options.tb_cluster, &addresses)?;
-        let report = run(&options.config, &ledger, &store, false, options.timeout).await;
+        let ledger = Ledger::connect(tigerbeetle.cluster, &tigerbeetle.addresses)?;
+        let report = run(&options.config, &ledger, &store, false, OFFLINE, options.timeout).await;
         drop(store);
         tokio::task::spawn_blocking(move || writer.join()).await?;
         report
     }
     .await;
-    if let Some(supervisor) = supervisor {
+    if let Some(supervisor) = tigerbeetle.supervisor {
         tokio::task::spawn_blocking(move || supervisor.stop()).await?;
     }
     result

@@ -10,7 +10,7 @@ use super::report::{Findings, Report, ResourceReport};
 use crate::accounting::code;
 use crate::ids::{id_created_at_ms, parse_order_id};
 use crate::order::{Order, OrderStatus, Session};
-use crate::store::AuditSnapshot;
+use crate::store::{AuditSnapshot, SESSION_RETENTION_MS};
 
 /// On a running server, ledger changes this recent may belong to requests still in flight
 /// (between their TigerBeetle answer and their store commit): they are notes, not mismatches.
@@ -161,9 +161,15 @@ impl Checker<'_> {
 
     /// One order's record: its session, its class, its expiry entries (`indexed`), its id.
     fn check_order_record(&mut self, order: &Order, class_ids: &HashSet<&str>, indexed: usize) {
+        // Sessions are deleted once their time is up (`store::SESSION_RETENTION_MS`).
+        let session_kept = order.created_at_ms + SESSION_RETENTION_MS > self.store.taken_at_ms;
         match self.sessions.get(order.psid.as_str()) {
             Some(s) if s.order_id == order.order_id => {}
-            _ => self.mismatches.add("order_without_session", "an order has no payment session", &order.order_id),
+            Some(_) => self.mismatches.add("session_order", "an order's session names another order", &order.order_id),
+            None if session_kept => {
+                self.mismatches.add("order_without_session", "an order has no payment session", &order.order_id)
+            }
+            None => {}
         }
         if !class_ids.contains(order.cls.as_str()) {
             self.mismatches.add(
@@ -222,7 +228,7 @@ impl Checker<'_> {
             );
         }
         let sold_by_order = sold_by_order(&holds, &transfers.booked);
-        let (sold_orders, held_orders, seen) = self.check_orders(r, &holds, &sold_by_order);
+        let (sold_orders, held_orders, seen) = self.check_orders(r, &holds, &sold_by_order, &transfers.booked);
         let held_unacknowledged = self.check_unknown_orders(&holds, &transfers.booked, &seen);
         let (sold_bench, held_bench) = (holds.sold_bench, holds.held_bench);
         if report.sold_ledger != sold_orders + sold_bench && !self.live {
@@ -341,6 +347,7 @@ impl Checker<'_> {
         r: &ResourceLedger,
         holds: &Holds,
         sold_by_order: &HashMap<u128, (u64, u64)>,
+        booked: &HashMap<u128, Vec<u64>>,
     ) -> (u64, u64, HashSet<u128>) {
         let is_goodies = r.class_id.is_none();
         let (mut sold_orders, mut held_orders) = (0u64, 0u64);
@@ -354,15 +361,15 @@ impl Checker<'_> {
             let expected = if is_goodies { order.got_goodie } else { order.status == OrderStatus::Paid };
             sold_orders += u64::from(expected);
             let (units, changed_ns) = sold_by_order.get(&num).copied().unwrap_or((0, 0));
-            self.check_sold(order, expected, units, changed_ns);
+            self.check_sold(order, expected, units, changed_ns, booked.contains_key(&num));
             held_orders += u64::from(self.check_hold(order, num, is_goodies, holds));
         }
         (sold_orders, held_orders, seen)
     }
 
-    /// The ledger's units for an order (`units`, the newest at `changed_ns`) against whether it
-    /// should have one (`expected`).
-    fn check_sold(&mut self, order: &Order, expected: bool, units: u64, changed_ns: u64) {
+    /// The ledger's units for an order (`units`, the newest at `changed_ns`; `booked`: one is a
+    /// direct booking) against whether it should have one (`expected`).
+    fn check_sold(&mut self, order: &Order, expected: bool, units: u64, changed_ns: u64, booked: bool) {
         let id = order.order_id.clone();
         match (expected, units) {
             (true, 1) | (false, 0) => {}
@@ -372,12 +379,15 @@ impl Checker<'_> {
                 "the store says the order has its unit, the ledger has not sold it",
                 id,
             ),
-            (false, _) if order.status.is_open() => self.ledger_ahead(
-                changed_ns,
-                "unrecorded_payment",
-                "sold in the ledger, order still open: an unacknowledged webhook (its retry records it)",
-                id,
-            ),
+            // An open order, or a failed or canceled one whose late success was booked (never a
+            // post: its hold was voided): its webhook's store write is what is missing.
+            (false, _) if order.status.is_open() || (booked && order.status.accepts(OrderStatus::Paid)) => self
+                .ledger_ahead(
+                    changed_ns,
+                    "unrecorded_payment",
+                    "sold in the ledger, order still open: an unacknowledged webhook (its retry records it)",
+                    id,
+                ),
             (false, _) => {
                 self.mismatches.add("sold_not_paid", "sold in the ledger, but the order's answer was final", id)
             }
@@ -386,10 +396,7 @@ impl Checker<'_> {
 
     /// The hold behind an order against its status. True for an open order with a live hold.
     fn check_hold(&mut self, order: &Order, num: u128, is_goodies: bool, holds: &Holds) -> bool {
-        let hold_id = self.sessions.get(order.psid.as_str()).and_then(|s| match is_goodies {
-            true => s.goodie_hold_id,
-            false => Some(s.ticket_hold_id),
-        });
+        let hold_id = if is_goodies { order.goodie_hold_id } else { Some(order.ticket_hold_id) };
         let Some(hold_id) = hold_id else { return false };
         let id = order.order_id.clone();
         let Some(hold) = holds.by_id.get(&hold_id) else {

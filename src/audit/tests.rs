@@ -135,6 +135,17 @@ fn a_unit_sold_twice_or_for_a_final_order_fails() {
         vec![at(accounting::hold(LEDGER, r, 40, 4, 60), NOW_MS - 900), at(accounting::post(40), NOW_MS - 800)],
     );
     assert!(checks(&report.mismatches).contains(&"sold_not_paid"), "{:?}", report.mismatches);
+    // A failed order booked by a late success whose store write is missing: the ledger is
+    // ahead (the provider's retry records it), not a unit sold for nothing.
+    let report = books(
+        &[(5, OrderStatus::Failed)],
+        vec![
+            at(accounting::hold(LEDGER, r, 50, 5, 60), NOW_MS - 900),
+            at(accounting::void(50), NOW_MS - 800),
+            at(accounting::book_now(LEDGER, r, 50, 5), NOW_MS - 700),
+        ],
+    );
+    assert_eq!(checks(&report.mismatches), ["sold", "unrecorded_payment"], "{:?}", report.mismatches);
 }
 
 #[test]

@@ -50,7 +50,8 @@ pub struct BenchOptions {
     /// Stop each phase after this long even if `total` is not reached.
     pub duration_s: Option<f64>,
     pub json: Option<PathBuf>,
-    pub secret: String,
+    /// The server's webhook secret; only the webhook phase needs it.
+    pub secret: Option<String>,
     pub cls: String,
     /// Threads of the generator's own runtime.
     pub threads: usize,
@@ -137,6 +138,12 @@ pub fn run(options: BenchOptions) -> anyhow::Result<()> {
     }
     if !(0.0..=1.0).contains(&options.succeed_rate) {
         bail!("--succeed-rate must be between 0 and 1");
+    }
+    if phases(options.phase).contains(&Phase::Webhook) && options.secret.is_none() {
+        bail!(
+            "the webhook phase signs events with the server's webhook secret: give --secret-file \
+             DATA_DIR/webhook-secret, --secret or TIGERFANS_WEBHOOK_SECRET"
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads.max(1))
@@ -435,7 +442,8 @@ async fn webhook(connection: &mut Connection, input: &PhaseInput, index: u64) ->
         created_at: rfc3339_ms(now_ms()),
         idempotency_key: format!("bench-{}-{index}", input.run_id),
     };
-    let (body, signature) = event.encode_signed(input.options.secret.as_bytes());
+    let secret = input.options.secret.as_deref().expect("checked before the phases ran");
+    let (body, signature) = event.encode_signed(secret.as_bytes());
     let answer = connection
         .request(
             Method::POST,

@@ -18,17 +18,66 @@ use crate::store::{Store, StoreError};
 pub struct App {
     pub config: Config,
     pub ledger: Arc<Ledger>,
+    /// The live audit's TigerBeetle client: one for the process, opened at the first audit.
+    /// Its own, so that its pages of 8,189 transfers do not queue in front of the customers'
+    /// transfers; one, because a replica keeps a bounded number of client sessions and a new
+    /// client per audit evicted the others (the server's own among them).
+    pub audit_ledger: std::sync::Mutex<Option<Arc<Ledger>>>,
+    /// What a live audit may read into memory (`audit::LIVE` unless configured).
+    pub audit_limits: crate::audit::AuditLimits,
     pub batcher: Batcher,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     /// How long a request waits for TigerBeetle before answering 503.
     pub tb_timeout: Duration,
     pub admin: Admin,
+    /// MockPay's HMAC secret: the configured one, or the install's own (`secrets`).
+    pub webhook_secret: String,
     /// Striped locks that serialize payment events per order (by psid) within this process, so
     /// that two outcomes for one expired hold cannot both move units (see `payment::settle`).
     pub payment_locks: PaymentLocks,
+    /// Anonymous checkouts per client address (hold-squatting).
+    pub throttle: crate::throttle::Throttle,
+    /// Whether the event's accounts are set up in TigerBeetle yet.
+    pub readiness: Readiness,
     /// Turns true at shutdown: long-lived streams end so the server can drain.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Whether the app may serve: the server listens before TigerBeetle answers (a replica takes
+/// seconds to start), and until the event's accounts are set up every request that needs the
+/// ledger answers 503 with `why`.
+pub struct Readiness {
+    ready: std::sync::atomic::AtomicBool,
+    why: std::sync::Mutex<String>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            ready: std::sync::atomic::AtomicBool::new(false),
+            why: std::sync::Mutex::new("waiting for TigerBeetle to answer".to_string()),
+        }
+    }
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Not ready yet: why, for `/healthz` and every 503 meanwhile.
+    pub fn why(&self) -> String {
+        format!("starting: {}", self.why.lock().expect("readiness lock poisoned"))
+    }
+
+    pub fn waiting(&self, why: String) {
+        *self.why.lock().expect("readiness lock poisoned") = why;
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// Locks striped by a hash of the payment session id: events for one order run one at a time,
@@ -108,6 +157,17 @@ impl App {
         let results = self.within_tb_timeout(self.batcher.submit(transfers)).await??;
         assert_eq!(results.len(), count, "one result per transfer");
         Ok(results)
+    }
+
+    /// The audit's client (see `audit_ledger`).
+    pub fn audit_ledger(&self) -> anyhow::Result<Arc<Ledger>> {
+        let mut slot = self.audit_ledger.lock().expect("audit ledger lock poisoned");
+        if let Some(ledger) = slot.as_ref() {
+            return Ok(ledger.clone());
+        }
+        let ledger = Arc::new(Ledger::connect(self.ledger.cluster_id, &self.ledger.addresses)?);
+        *slot = Some(ledger.clone());
+        Ok(ledger)
     }
 
     /// Each class's inventory (in config order) and the goodie pool's, from TigerBeetle's balances.

@@ -15,6 +15,6 @@ pub mod checkout;
 pub mod expiry;
 pub mod payment;
 
-pub use app::{App, FlowError, PaymentLocks, PAYMENT_LOCK_STRIPES};
+pub use app::{App, FlowError, PaymentLocks, Readiness, PAYMENT_LOCK_STRIPES};
 pub use checkout::CheckoutOk;
 pub use payment::PaymentOk;

@@ -31,8 +31,8 @@ impl App {
     /// per order: the first valid outcome is final.
     pub async fn payment_event(&self, body: &[u8], signature: Option<&str>) -> Result<PaymentOk, FlowError> {
         let mut clock = Instant::now();
-        let event = payment::decode_event(self.config.webhook_secret.as_bytes(), body, signature)
-            .map_err(FlowError::BadRequest)?;
+        let event =
+            payment::decode_event(self.webhook_secret.as_bytes(), body, signature).map_err(FlowError::BadRequest)?;
         self.metrics.payment_events.add(1);
         // One event per order at a time, from the read of its state to the write of its outcome.
         let _order_lock = self.payment_locks.stripe(&event.payment_session_id).lock().await;
@@ -43,16 +43,23 @@ impl App {
             Some((order, record)) if order.psid == event.payment_session_id => (order, record),
             _ => return Err(self.payment_refusal(&event)?),
         };
-        if order.amount != event.amount || order.currency != event.currency {
+        // Providers differ in the case of currency codes (`eur`, `EUR`); the amount is exact.
+        if order.amount != event.amount || !order.currency.eq_ignore_ascii_case(&event.currency) {
             return Err(FlowError::BadRequest("amount or currency does not match the payment session".into()));
         }
-        let holds = self.holds_of(&order, &event)?;
+        let holds = App::holds_of(&order);
         if order.event_keys.contains(&event.idempotency_key) {
             return Ok(PaymentOk::Replay);
         }
 
         self.metrics.stage(stage::WEBHOOK_VERIFY_READ, &mut clock);
-        let outcome = if order.status.is_open() { self.settle(&order, holds, event.kind).await? } else { None };
+        let outcome = match (order.status, event.kind) {
+            (status, kind) if status.is_open() => self.settle(&order, holds, kind).await?,
+            (OrderStatus::Failed | OrderStatus::Canceled, EventType::Succeeded) => {
+                Some(self.late_success(&order, holds).await?)
+            }
+            _ => None,
+        };
         self.metrics.stage(stage::WEBHOOK_TIGERBEETLE, &mut clock);
         // Encoded here, on whichever core runs this handler; the writer only compares and inserts.
         let prepared = order.prepare_payment(record, &event.idempotency_key, outcome.as_ref());
@@ -66,15 +73,10 @@ impl App {
         }
     }
 
-    /// The holds an order's payment moves: copied into the order, or (orders written before the
-    /// copy was kept) read from its session.
-    fn holds_of(&self, order: &Order, event: &Event) -> Result<Holds, FlowError> {
-        if order.ticket_hold_id != 0 {
-            return Ok(Holds { ticket: order.ticket_hold_id, goodie: order.goodie_hold_id });
-        }
-        let session = store_read(self.store.session(&event.payment_session_id))?
-            .ok_or_else(|| FlowError::NotFound("unknown payment session".into()))?;
-        Ok(Holds { ticket: session.ticket_hold_id, goodie: session.goodie_hold_id })
+    /// The holds an order's payment moves (copied into the order at checkout).
+    fn holds_of(order: &Order) -> Holds {
+        assert_ne!(order.ticket_hold_id, 0, "orders carry their hold ids");
+        Holds { ticket: order.ticket_hold_id, goodie: order.goodie_hold_id }
     }
 
     /// Moves the holds in TigerBeetle for a payment outcome. `None`: another event already
@@ -137,6 +139,24 @@ impl App {
         Ok(Some(Outcome::without_ticket(status)))
     }
 
+    /// The provider says the payment succeeded after it had said it failed (or was canceled):
+    /// the money was taken, and the holds are gone. Book a unit now if one is left (as for a
+    /// late payment after expiry, with the same derived id); else the order is paid without a
+    /// ticket, to refund. Never silent: logged and counted.
+    async fn late_success(&self, order: &Order, holds: Holds) -> Result<Outcome, FlowError> {
+        let status = self.book_now(order, holds.ticket).await?;
+        assert!(status.is_paid());
+        self.metrics.late_successes.add(1);
+        tracing::warn!(
+            order_id = %order.order_id,
+            before = order.status.as_str(),
+            after = status.as_str(),
+            "a payment succeeded after it had failed or been canceled"
+        );
+        let ticket_code = (status == OrderStatus::Paid).then(new_ticket_code);
+        Ok(Outcome { status, paid_at_ms: Some(now_ms()), ticket_code, got_goodie: false })
+    }
+
     /// Why an event names no order of ours under its session, in the session's terms (the cold
     /// path: the hot one reads only the order).
     fn payment_refusal(&self, event: &Event) -> Result<FlowError, FlowError> {
@@ -185,7 +205,7 @@ impl App {
             created_at: rfc3339_ms(now_ms()),
             idempotency_key: format!("evt_{}", &new_psid()[3..]),
         };
-        let (body, signature) = event.encode_signed(self.config.webhook_secret.as_bytes());
+        let (body, signature) = event.encode_signed(self.webhook_secret.as_bytes());
         let ok = self.payment_event(&body, Some(&signature)).await?;
         Ok((session, ok))
     }

@@ -61,21 +61,39 @@ pub fn csrf(app: &App, request: &Request<Incoming>) -> Response<Body> {
     json_response(StatusCode::OK, &json!({"csrf": app.admin.csrf_token(session.as_deref(), now_ms())}))
 }
 
+/// A form's text field: empty when missing; a 400 when repeated.
+fn text_field(body: &[u8], name: &str) -> Result<String, Response<Body>> {
+    Ok(form_field(body, name)?.map(|v| v.into_owned()).unwrap_or_default())
+}
+
 pub async fn login(app: &App, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
     let (_, body) = match read_body(limits, request).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let now = now_ms();
+    let fields = (text_field(&body, "csrf"), text_field(&body, "username"), text_field(&body, "password"));
+    let (csrf, username, password) = match fields {
+        (Ok(csrf), Ok(username), Ok(password)) => (csrf, username, password),
+        (Err(response), _, _) | (_, Err(response), _) | (_, _, Err(response)) => return response,
+    };
     let ip = peer.ip();
-    if !app.admin.login_allowed(ip, now) {
-        tracing::warn!(%ip, "admin login locked: too many failures");
-        return response::see_other("/admin/login?error=locked");
-    }
-    if !app.admin.csrf_valid(None, &form_field(&body, "csrf"), now) {
+    // Repeated failures slow every later attempt from the address; they never lock it.
+    let delay_ms = app.admin.login_delay_ms(ip, now_ms());
+    let _slot = if delay_ms > 0 {
+        let Some(slot) = app.admin.delayed_login_slot() else {
+            return response::see_other("/admin/login?error=busy");
+        };
+        tracing::warn!(%ip, delay_ms, "admin login slowed: repeated failures from this address");
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        Some(slot)
+    } else {
+        None
+    };
+    let now = now_ms();
+    if !app.admin.csrf_valid(None, &csrf, now) {
         return response::see_other("/admin/login?error=csrf");
     }
-    if app.admin.credentials_match(&form_field(&body, "username"), &form_field(&body, "password")) {
+    if app.admin.credentials_match(&username, &password) {
         app.admin.login_succeeded(ip);
         tracing::info!(%ip, "admin logged in");
         with_cookie(response::see_other("/admin"), &Admin::session_cookie(&app.admin.new_session(now)))
@@ -92,10 +110,15 @@ pub async fn logout(app: &App, limits: &HttpLimits, request: Request<Incoming>) 
         Ok(read) => read,
         Err(response) => return response,
     };
-    if let Some(session) = &session {
-        if !app.admin.csrf_valid(Some(session), &form_field(&body, "csrf"), now_ms()) {
-            return detail(StatusCode::FORBIDDEN, "invalid CSRF token");
-        }
+    let csrf = match text_field(&body, "csrf") {
+        Ok(csrf) => csrf,
+        Err(response) => return response,
+    };
+    // With or without a session: another site's form must not even clear the cookie.
+    if !app.admin.csrf_valid(session.as_deref(), &csrf, now_ms()) {
+        return detail(StatusCode::FORBIDDEN, "invalid CSRF token");
+    }
+    if session.is_some() {
         if let Err(e) = app.admin.end_all_sessions() {
             tracing::error!(error = %format!("{e:#}"), "admin sessions ended, but only until the next restart");
         }
@@ -130,7 +153,7 @@ fn hold_json(expires_at_ms: u64, order: &Order, now: u64) -> Value {
 }
 
 fn limit_param(query: Option<&str>, default: usize) -> Result<usize, Response<Body>> {
-    match query_param(query, "limit") {
+    match query_param(query, "limit")? {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=ADMIN_LIST_MAX).contains(&n) => Ok(n),
@@ -139,24 +162,52 @@ fn limit_param(query: Option<&str>, default: usize) -> Result<usize, Response<Bo
     }
 }
 
-pub fn orders(app: &App, query: Option<&str>) -> Response<Body> {
-    let limit = match limit_param(query, 100) {
-        Ok(limit) => limit,
-        Err(response) => return response,
-    };
-    let status = match query_param(query, "status").filter(|s| !s.is_empty()) {
+/// A search's filters: how many, which status, what text.
+fn search_params(query: Option<&str>) -> Result<(usize, Option<OrderStatus>, Option<String>), Response<Body>> {
+    let limit = limit_param(query, 100)?;
+    let status = match query_param(query, "status")?.filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => match OrderStatus::parse(&s) {
-            Some(st) => Some(st),
-            None => return detail(StatusCode::BAD_REQUEST, &format!("unknown status {s:?}")),
+            Some(status) => Some(status),
+            None => return Err(detail(StatusCode::BAD_REQUEST, &format!("unknown status {s:?}"))),
         },
     };
-    let q = query_param(query, "q");
-    match app.store.recent_orders(limit, status, q.as_deref()) {
-        Ok(orders) => {
+    Ok((limit, status, query_param(query, "q")?.map(|q| q.into_owned())))
+}
+
+/// Searches at once; more get 503. Each decodes up to `ADMIN_SCAN_MAX` orders.
+pub const SEARCHES_MAX: usize = 2;
+static SEARCHES: AtomicUsize = AtomicUsize::new(0);
+
+/// The admin's order search. It may decode up to `ADMIN_SCAN_MAX` orders (tens of ms): on a
+/// blocking thread, not on an async worker that serves the shop, and `SEARCHES_MAX` at a time.
+pub async fn orders(app: &App, query: Option<&str>) -> Response<Body> {
+    let (limit, status, q) = match search_params(query) {
+        Ok(params) => params,
+        Err(response) => return response,
+    };
+    if SEARCHES.fetch_add(1, Ordering::SeqCst) >= SEARCHES_MAX {
+        SEARCHES.fetch_sub(1, Ordering::SeqCst);
+        return detail(StatusCode::SERVICE_UNAVAILABLE, "too many order searches at once; try again");
+    }
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            SEARCHES.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let (slot, store) = (Slot, app.store.clone());
+    let searched = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        store.recent_orders(limit, status, q.as_deref())
+    })
+    .await;
+    match searched {
+        Ok(Ok(orders)) => {
             json_response(StatusCode::OK, &json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()}))
         }
-        Err(e) => response::store_unavailable(&e),
+        Ok(Err(e)) => response::store_unavailable(&e),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &format!("order search crashed: {e}")),
     }
 }
 
@@ -212,11 +263,9 @@ pub async fn audit(app: &Arc<App>) -> Response<Body> {
             }
         }
         let _done = Done;
-        // Its own TigerBeetle client: pages of 8,189 transfers must not queue in front of the
-        // customers' transfers on the batcher's client.
-        let ledger = crate::ledger::Ledger::connect(app.ledger.cluster_id, &app.ledger.addresses)?;
+        let ledger = app.audit_ledger()?;
         let timeout = Duration::from_millis(AUDIT_TIMEOUT_MS);
-        crate::audit::run(&app.config, &ledger, &app.store, true, timeout).await
+        crate::audit::run(&app.config, &ledger, &app.store, true, app.audit_limits, timeout).await
     });
     match task.await {
         Ok(Ok(report)) => json_response(StatusCode::OK, &report),
@@ -260,8 +309,37 @@ impl Drop for StreamSlot {
     }
 }
 
-/// `text/event-stream` of `snapshot` events until the client leaves, its session expires, or
-/// the server stops.
+/// A frame the client has not taken within this time ends its stream: a client that stopped
+/// reading must not hold one of the `EVENT_STREAMS_MAX` slots (nor its snapshots) for good.
+pub const STREAM_WRITE_TIMEOUT_MS: u64 = 10_000;
+
+/// What ends a live stream besides its client: the server's shutdown, and any logout.
+struct StreamEnds {
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    logouts: tokio::sync::watch::Receiver<u64>,
+}
+
+impl StreamEnds {
+    /// Resolves when the stream must end.
+    async fn ended(&mut self) {
+        tokio::select! {
+            _ = self.shutdown.changed() => {}
+            _ = self.logouts.changed() => {}
+        }
+    }
+}
+
+/// Sends one frame, waiting at most `timeout` for the client to make room. False when the
+/// stream must end: the client left or stalled, an admin logged out, or the server stops.
+async fn send_frame(sender: &mpsc::Sender<Bytes>, frame: Bytes, timeout: Duration, ends: &mut StreamEnds) -> bool {
+    tokio::select! {
+        sent = tokio::time::timeout(timeout, sender.send(frame)) => matches!(sent, Ok(Ok(()))),
+        _ = ends.ended() => false,
+    }
+}
+
+/// `text/event-stream` of `snapshot` events until the client leaves or stalls, its session
+/// expires, an admin logs out, or the server stops.
 pub fn events(app: Arc<App>, session: String) -> Response<Body> {
     if EVENT_STREAMS.fetch_add(1, Ordering::SeqCst) >= EVENT_STREAMS_MAX {
         EVENT_STREAMS.fetch_sub(1, Ordering::SeqCst);
@@ -272,27 +350,19 @@ pub fn events(app: Arc<App>, session: String) -> Response<Body> {
     tokio::spawn(async move {
         let _slot = slot;
         let mut commits = app.store.commits();
-        let mut shutdown = app.shutdown.clone();
+        let mut ends = StreamEnds { shutdown: app.shutdown.clone(), logouts: app.admin.logouts() };
+        let timeout = Duration::from_millis(STREAM_WRITE_TIMEOUT_MS);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Tell the browser how soon to reconnect if the stream breaks.
-        if sender.send(Bytes::from_static(b"retry: 2000\n\n")).await.is_err() {
+        if !send_frame(&sender, Bytes::from_static(b"retry: 2000\n\n"), timeout, &mut ends).await {
             return;
         }
-        loop {
-            // The session may have expired or been replaced while the stream was open.
-            if !app.admin.session_still_valid(&session, now_ms()) {
-                return;
-            }
+        // The session may have expired or been replaced while the stream was open.
+        while app.admin.session_still_valid(&session, now_ms()) && !*app.shutdown.borrow() {
             let data = serde_json::to_string(&snapshot(&app).await).expect("snapshots serialize");
             let frame = Bytes::from(format!("event: snapshot\ndata: {data}\n\n"));
-            // A client that stopped reading must not keep this task (and the app) alive past
-            // shutdown: wait for room in the stream or for shutdown, whichever comes first.
-            tokio::select! {
-                sent = sender.send(frame) => if sent.is_err() { return },
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
+            if !send_frame(&sender, frame, timeout, &mut ends).await {
                 return;
             }
             tokio::select! {
@@ -303,7 +373,7 @@ pub fn events(app: Arc<App>, session: String) -> Response<Body> {
                     }
                     tokio::time::sleep(Duration::from_millis(SNAPSHOT_INTERVAL_MIN_MS)).await;
                 }
-                _ = shutdown.changed() => return,
+                _ = ends.ended() => return,
             }
         }
     });
@@ -358,5 +428,41 @@ pub fn bench_results(app: &App) -> Response<Body> {
             json_response(StatusCode::OK, &json!({"results": results}))
         }
         Err(e) => response::store_unavailable(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ends() -> (StreamEnds, tokio::sync::watch::Sender<bool>, tokio::sync::watch::Sender<u64>) {
+        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let (logouts_tx, logouts) = tokio::sync::watch::channel(0);
+        (StreamEnds { shutdown, logouts }, shutdown_tx, logouts_tx)
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_client_stopped_reading_ends_at_the_write_timeout() {
+        let (sender, _unread) = mpsc::channel::<Bytes>(2);
+        let (mut ends, _shutdown, _logouts) = ends();
+        let timeout = Duration::from_millis(50);
+        assert!(send_frame(&sender, Bytes::from_static(b"1"), timeout, &mut ends).await);
+        assert!(send_frame(&sender, Bytes::from_static(b"2"), timeout, &mut ends).await);
+        let started = std::time::Instant::now();
+        assert!(!send_frame(&sender, Bytes::from_static(b"3"), timeout, &mut ends).await, "stalled");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_logout_ends_a_stalled_stream_at_once() {
+        let (sender, _unread) = mpsc::channel::<Bytes>(1);
+        let (mut ends, _shutdown, logouts) = ends();
+        let long = Duration::from_secs(3600);
+        assert!(send_frame(&sender, Bytes::from_static(b"1"), long, &mut ends).await);
+        let stalled = tokio::spawn(async move { send_frame(&sender, Bytes::from_static(b"2"), long, &mut ends).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        logouts.send_modify(|n| *n += 1);
+        let ended = tokio::time::timeout(Duration::from_secs(2), stalled).await.expect("ended at the logout");
+        assert!(!ended.unwrap());
     }
 }

@@ -3,6 +3,7 @@
 //! (customers, MockPay, the provider's webhook), the admin, and the operator (`ops`).
 
 pub mod admin;
+pub mod hosts;
 pub mod limits;
 pub mod ops;
 pub mod request;

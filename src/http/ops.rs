@@ -24,10 +24,16 @@ struct CommitReply {
     ok: bool,
     ticket: String,
     goodie: Option<String>,
+    /// The ids posted, as the reference design answers them (its benchmark reads them back).
+    tb_transfer_id: String,
+    goodie_tb_transfer_id: Option<String>,
 }
 
 pub async fn reserve(app: &App, query: Option<&str>) -> Response<Body> {
-    let cls = query_param(query, "cls");
+    let cls = match query_param(query, "cls") {
+        Ok(cls) => cls,
+        Err(response) => return response,
+    };
     match app.reserve(cls.as_deref()).await {
         Ok((ticket, goodie)) => json(
             StatusCode::OK,
@@ -38,10 +44,11 @@ pub async fn reserve(app: &App, query: Option<&str>) -> Response<Body> {
 }
 
 pub async fn commit(app: &App, query: Option<&str>) -> Response<Body> {
+    // No goodie: the parameter left out, empty, or a client's spelling of nothing.
     let parse = |name: &str| -> Result<Option<u128>, Response<Body>> {
-        match query_param(query, name) {
+        match query_param(query, name)? {
             None => Ok(None),
-            Some(v) if v.is_empty() || v == "null" => Ok(None),
+            Some(v) if v.is_empty() || v == "null" || v == "None" => Ok(None),
             Some(v) => match v.parse::<u128>() {
                 Ok(id) if id != 0 && id != u128::MAX => Ok(Some(id)),
                 _ => Err(detail(StatusCode::BAD_REQUEST, &format!("{name} must be a decimal transfer id"))),
@@ -62,7 +69,14 @@ pub async fn commit(app: &App, query: Option<&str>) -> Response<Body> {
             let name = |r: &TransferResult| format!("{r:?}");
             let ticket_ok = results[0].is_success();
             let status = if ticket_ok { StatusCode::OK } else { StatusCode::CONFLICT };
-            json(status, &CommitReply { ok: ticket_ok, ticket: name(&results[0]), goodie: results.get(1).map(name) })
+            let reply = CommitReply {
+                ok: ticket_ok,
+                ticket: name(&results[0]),
+                goodie: results.get(1).map(name),
+                tb_transfer_id: ticket.to_string(),
+                goodie_tb_transfer_id: goodie.map(|id| id.to_string()),
+            };
+            json(status, &reply)
         }
         Err(e) => flow_error(e),
     }
@@ -101,6 +115,7 @@ pub async fn metrics_text(app: &App) -> Response<Body> {
         let sold: u64 = classes.iter().map(|c| c.sold).sum();
         extra.push(("tigerfans_tickets_sold".into(), sold as i64));
     }
+    extra.push(("tigerfans_tb_client_reconnects".into(), app.ledger.reconnects() as i64));
     if let Ok(counts) = app.store.order_counts() {
         for (status, n) in counts {
             extra.push((format!("tigerfans_orders{{status=\"{}\"}}", status.as_str()), n as i64));

@@ -55,12 +55,31 @@ pub fn wrong_media_type(request: &Request<Incoming>, expected: &'static str) -> 
     }
 }
 
-/// The first value of a query parameter.
-pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<Cow<'a, str>> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v)
+/// The one value of a named pair, if any; a 400 when it is given twice (which of two
+/// contradicting values was meant, `t=canceled&t=succeeded`, is not ours to guess).
+fn single<'a>(
+    mut pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
+    name: &str,
+    what: &str,
+) -> Result<Option<Cow<'a, str>>, Response<Body>> {
+    let mut found = None;
+    for (key, value) in pairs.by_ref() {
+        if key == name {
+            if found.is_some() {
+                return Err(detail(StatusCode::BAD_REQUEST, &format!("{what} {name} is given more than once")));
+            }
+            found = Some(value);
+        }
+    }
+    Ok(found)
 }
 
-/// The first value of a form field, or empty.
-pub fn form_field(body: &[u8], name: &str) -> String {
-    form_urlencoded::parse(body).find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
+/// A query parameter's value; a 400 if it is repeated.
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<Cow<'a, str>>, Response<Body>> {
+    single(form_urlencoded::parse(query.unwrap_or("").as_bytes()), name, "query parameter")
+}
+
+/// A form field's value; a 400 if it is repeated.
+pub fn form_field<'a>(body: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, Response<Body>> {
+    single(form_urlencoded::parse(body), name, "form field")
 }

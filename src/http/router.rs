@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
+use hyper::header::{
+    HeaderMap, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, HOST,
+    REFERRER_POLICY, RETRY_AFTER, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::limits::HttpLimits;
 use super::response::{self, detail, page, Body};
-use super::{admin, ops, shop};
+use super::{admin, hosts, ops, shop};
 use crate::flow::App;
 use crate::metrics::RouteLabel;
 
@@ -183,6 +186,25 @@ impl<'a> Route<'a> {
         )
     }
 
+    /// Everything but the static assets and the metrics waits for the ledger at start.
+    fn needs_ledger(self) -> bool {
+        !matches!(self, Route::Static(_) | Route::Metrics)
+    }
+
+    /// The pages a browser navigates to (an HTML answer, not JSON).
+    fn is_page(self) -> bool {
+        matches!(
+            self,
+            Route::Index
+                | Route::DemoCheckout
+                | Route::DemoSuccess
+                | Route::BenchPage
+                | Route::MockPay(_)
+                | Route::AdminPage
+                | Route::AdminLogin
+        )
+    }
+
     fn is_accounting(self) -> bool {
         matches!(self, Route::Reserve | Route::Commit | Route::AccountingOther)
     }
@@ -197,12 +219,50 @@ pub async fn handle(
     let started = Instant::now();
     let path = request.uri().path().to_string();
     let route = Route::parse(&path);
-    let response = dispatch(&app, limits, peer, route, request).await;
+    let mut response = dispatch(&app, limits, peer, route, request).await;
+    add_security_headers(route, response.headers_mut());
     let label = match response.status() {
         StatusCode::METHOD_NOT_ALLOWED => RouteLabel::MethodNotAllowed,
         _ => route.label(),
     };
     app.metrics.request(label, response.status().as_u16(), started.elapsed().as_micros() as u64);
+    response
+}
+
+/// What a browser may do with anything this server sends: load scripts, styles, images and
+/// connections from this origin only (no inline script: the pages have none), never be framed
+/// (clickjacking of the admin's pages), never post a form elsewhere.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+/// On every response: the policy above, no MIME sniffing, no referrer (URLs carry payment
+/// session ids and order ids); on the admin's pages, no caching either (its JSON is never
+/// cached: every JSON answer says `no-store`).
+fn add_security_headers(route: Route<'_>, headers: &mut HeaderMap) {
+    headers.insert(CONTENT_SECURITY_POLICY_HEADER, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if matches!(route, Route::AdminPage | Route::AdminLogin | Route::AdminLogout) || route.needs_admin() {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// How long a client waits before it asks again while the server starts.
+const STARTING_RETRY_AFTER_S: &str = "2";
+
+/// The answer while TigerBeetle has not answered since the start: a page that reloads by itself
+/// for a browser, the reason as JSON for everyone else; 503 either way.
+fn starting(app: &App, route: Route<'_>) -> Response<Body> {
+    let mut response = if route.is_page() {
+        let mut page = page("starting.html");
+        *page.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        page
+    } else {
+        detail(StatusCode::SERVICE_UNAVAILABLE, &app.readiness.why())
+    };
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(STARTING_RETRY_AFTER_S));
     response
 }
 
@@ -212,10 +272,24 @@ fn method_not_allowed(allow: Allow) -> Response<Body> {
     response
 }
 
-/// The checks every request of a route meets before its handler: the admin's session, the
-/// accounting endpoints' switch, then the method.
+/// The checks every request of a route meets before its handler: the host it names, whether
+/// the app is ready, the admin's session, the accounting endpoints' switch, then the method.
 fn refusal(app: &App, route: Route<'_>, request: &Request<Incoming>) -> Option<Response<Body>> {
     let method = request.method();
+    // An HTTP/1.0 request may name no host; every browser's does.
+    if let Some(host) = request.headers().get(HOST) {
+        let host = host.to_str().unwrap_or("");
+        if !hosts::allowed(host, &app.config.allowed_hosts) {
+            let why = format!(
+                "this appliance does not answer to the host name {:?} (allowed_hosts in its config)",
+                hosts::host_name(host)
+            );
+            return Some(detail(StatusCode::MISDIRECTED_REQUEST, &why));
+        }
+    }
+    if !app.readiness.is_ready() && route.needs_ledger() {
+        return Some(starting(app, route));
+    }
     if route.needs_admin() && admin::session_of(app, request).is_none() {
         return Some(match Allow::GetHead.permits(method) {
             true => admin::unauthorized(),
@@ -225,7 +299,7 @@ fn refusal(app: &App, route: Route<'_>, request: &Request<Incoming>) -> Option<R
     if route.is_accounting() && !app.config.accounting_endpoints {
         return Some(detail(
             StatusCode::FORBIDDEN,
-            "the accounting endpoints are disabled (accounting_endpoints = false)",
+            "the accounting endpoints are off (serve --accounting-endpoints turns them on, for benchmarks)",
         ));
     }
     (!route.allow().permits(method)).then(|| method_not_allowed(route.allow()))
@@ -252,7 +326,7 @@ async fn dispatch(
         Route::Static(file) => shop::asset(file),
         Route::MockPay(psid) => shop::mockpay_page(app, psid),
         Route::Emit(psid) => shop::emit(app, limits, psid, request).await,
-        Route::Checkout => shop::checkout(app, limits, request).await,
+        Route::Checkout => shop::checkout(app, limits, peer, request).await,
         Route::Webhook => shop::webhook(app, limits, request).await,
         Route::Order(order_id) => shop::order(app, order_id),
         Route::Qr(order_id) => shop::qr(app, order_id),
@@ -268,7 +342,7 @@ async fn dispatch(
         Route::BenchResults if !post => admin::bench_results(app),
         Route::BenchResults if admin::session_of(app, &request).is_none() => admin::unauthorized(),
         Route::BenchResults => admin::upload_bench_result(app, limits, request).await,
-        Route::AdminOrders => admin::orders(app, query),
+        Route::AdminOrders => admin::orders(app, query).await,
         Route::AdminAudit => admin::audit(app).await,
         Route::AdminGoodies => admin::goodies(app).await,
         Route::AdminEvents => match admin::session_of(app, &request) {

@@ -2,18 +2,22 @@
 //! payment provider's webhook. Each decodes its request, calls one use case, encodes its answer.
 
 use bytes::Bytes;
+use std::net::SocketAddr;
+
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 
 use super::limits::HttpLimits;
-use super::request::{read_body, wrong_media_type, FORM, JSON};
+use super::request::{form_field, read_body, wrong_media_type, FORM, JSON};
 use super::response::{self, detail, flow_error, json, page, Body};
 use crate::clock::{now_ms, rfc3339_ms};
-use crate::flow::{App, FlowError, PaymentOk};
+use crate::flow::{App, CheckoutOk, FlowError, PaymentOk};
 use crate::order::OrderStatus;
 use crate::payment::{EventType, SIGNATURE_HEADER};
+use crate::throttle::Verdict;
 
 pub fn asset(file: &str) -> Response<Body> {
     if file.starts_with('.') || file.ends_with(".html") {
@@ -30,9 +34,20 @@ pub fn mockpay_page(app: &App, psid: &str) -> Response<Body> {
     }
 }
 
-pub async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
+pub async fn checkout(app: &App, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
     if let Some(response) = wrong_media_type(&request, JSON) {
         return response;
+    }
+    // The appliance's own kiosk and tools (127.0.0.1, ::1) are not limited; every other address is.
+    let limited = !is_local_tool(peer.ip());
+    if limited {
+        if let Verdict::Refused { retry_after_s, why } = app.throttle.admit(peer.ip(), now_ms()) {
+            app.metrics.checkouts_throttled.add(1);
+            let mut response = detail(StatusCode::TOO_MANY_REQUESTS, &format!("{why}: try again in {retry_after_s} s"));
+            let value = HeaderValue::from_str(&retry_after_s.to_string()).expect("digits");
+            response.headers_mut().insert(RETRY_AFTER, value);
+            return response;
+        }
     }
     let (_, body) = match read_body(limits, request).await {
         Ok(read) => read,
@@ -43,17 +58,28 @@ pub async fn checkout(app: &App, limits: &HttpLimits, request: Request<Incoming>
         Err(why) => return detail(StatusCode::BAD_REQUEST, &why),
     };
     match app.checkout(&request.cls, &request.customer_email).await {
-        Ok(ok) => json(
-            StatusCode::OK,
-            &CheckoutReply {
-                order_id: &ok.order_id,
-                redirect_url: format!("/mockpay/{}", ok.psid),
-                amount: ok.amount,
-                currency: &ok.currency,
-            },
-        ),
+        Ok(ok) if limited => {
+            app.throttle.held(peer.ip(), now_ms());
+            checkout_reply(&ok)
+        }
+        Ok(ok) => checkout_reply(&ok),
         Err(e) => flow_error(e),
     }
+}
+
+/// The address a browser or a tool on the appliance itself comes from.
+fn is_local_tool(address: std::net::IpAddr) -> bool {
+    address == std::net::Ipv4Addr::LOCALHOST || address == std::net::Ipv6Addr::LOCALHOST
+}
+
+fn checkout_reply(ok: &CheckoutOk) -> Response<Body> {
+    let reply = CheckoutReply {
+        order_id: &ok.order_id,
+        redirect_url: format!("/mockpay/{}", ok.psid),
+        amount: ok.amount,
+        currency: &ok.currency,
+    };
+    json(StatusCode::OK, &reply)
 }
 
 // The hot paths' replies: structs that borrow what they show, serialized straight to bytes (no
@@ -116,7 +142,11 @@ pub async fn emit(app: &App, limits: &HttpLimits, psid: &str, request: Request<I
         Ok(read) => read,
         Err(response) => return response,
     };
-    let kind = form_urlencoded::parse(&body).find(|(k, _)| k == "t").and_then(|(_, v)| EventType::from_button(&v));
+    let t = match form_field(&body, "t") {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let kind = t.and_then(|t| EventType::from_button(&t));
     let Some(kind) = kind else {
         return detail(StatusCode::BAD_REQUEST, "form field t must be succeeded, failed or canceled");
     };

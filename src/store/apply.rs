@@ -54,6 +54,9 @@ pub fn apply_group(tx: &WriteTransaction, group: &mut [Write], ops: &mut Ops) ->
             Write::BenchResult { name, report, answer } => {
                 answer.result = Some(bench_result(&mut tables, ops, name, report)?)
             }
+            Write::Prune { sessions_before_ms, expired_before_ms, max, answer } => {
+                answer.result = Some(prune(&mut tables, ops, *sessions_before_ms, *expired_before_ms, *max)?)
+            }
             Write::Flush(answer) => answer.result = Some(()),
         }
     }
@@ -147,4 +150,41 @@ fn bench_result(tables: &mut Tables<'_>, ops: &mut Ops, name: &str, report: &[u8
     table.insert(name, report)?;
     ops.put(table_id::BENCH_RESULTS, name.as_bytes(), report);
     Ok(true)
+}
+
+/// The smallest session id made at `at_ms` (`ids::new_psid`: `ps_`, the creation time in 12 hex
+/// digits, then randomness): every session id below it was made before.
+pub fn psid_floor(at_ms: u64) -> String {
+    assert!(at_ms < 1 << 48, "session ids carry 48 bits of milliseconds");
+    format!("ps_{at_ms:012x}")
+}
+
+/// Deletes the oldest sessions and expiry log entries, up to `max` of each.
+fn prune(
+    tables: &mut Tables<'_>,
+    ops: &mut Ops,
+    sessions_before_ms: u64,
+    expired_before_ms: u64,
+    max: usize,
+) -> anyhow::Result<(usize, usize)> {
+    let floor = psid_floor(sessions_before_ms);
+    let mut psids = Vec::new();
+    for entry in tables.sessions.range::<&str>(..floor.as_str())?.take(max) {
+        psids.push(entry?.0.value().to_string());
+    }
+    for psid in &psids {
+        tables.sessions.remove(psid.as_str())?;
+        ops.delete(table_id::SESSIONS, psid.as_bytes());
+    }
+    let mut expired = Vec::new();
+    for entry in tables.expired_log.range((0u64, "")..(expired_before_ms, ""))?.take(max) {
+        let (key, _) = entry?;
+        let (at, order_id) = key.value();
+        expired.push((at, order_id.to_string()));
+    }
+    for (at, order_id) in &expired {
+        tables.expired_log.remove((*at, order_id.as_str()))?;
+        ops.delete(table_id::EXPIRED_LOG, &time_key(*at, order_id));
+    }
+    Ok((psids.len(), expired.len()))
 }

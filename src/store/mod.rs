@@ -55,6 +55,19 @@ pub const WRITE_QUEUE_MAX: usize = 65_536;
 /// still holds the rest of the file.
 pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
 pub const CACHE_BYTES_MIN: usize = 1024 * 1024;
+/// Retention. Orders are kept for good (they are the event's records: tickets sold, the audit).
+/// A payment session is needed while its order can still be paid or its MockPay page shown:
+/// it is deleted this long after it was made (a hold lasts at most 24 hours; a payment event
+/// after that still finds its order, which carries the holds). The admin's "recent expiries"
+/// log keeps a day. The expiry index holds only holds within their time (the sweeper removes
+/// entries as they fall due), and an order at most `ORDER_EVENT_KEYS_MAX` event ids: so
+/// beyond the orders themselves, the store holds at most two days of sessions and a day of
+/// expiries, however long the appliance runs.
+pub const SESSION_RETENTION_MS: u64 = 48 * 60 * 60 * 1000;
+pub const EXPIRED_LOG_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Sessions and expiry log entries one prune deletes at most (one group commit).
+pub const PRUNE_BATCH_MAX: usize = 4096;
+
 /// How long a write waits for its group commit. A commit takes about a millisecond and a
 /// checkpoint tens; this bounds a disk that stalls (an SD card's garbage collection, a hung
 /// mount), so a request answers 503 instead of hanging, and a webhook's order lock is let go.
@@ -64,6 +77,9 @@ pub const WRITE_TIMEOUT_MS: u64 = 10_000;
 const _: () = assert!(GROUP_COMMIT_WRITES_MAX <= WRITE_QUEUE_MAX);
 const _: () = assert!(CACHE_BYTES >= CACHE_BYTES_MIN);
 const _: () = assert!(HOLDS_SCAN_MAX >= ADMIN_LIST_MAX && ADMIN_SCAN_MAX >= ADMIN_LIST_MAX);
+// A session outlives its hold, whatever the configured hold time.
+const _: () = assert!(SESSION_RETENTION_MS > crate::config::HOLD_TIMEOUT_S_MAX as u64 * 1000);
+const _: () = assert!(PRUNE_BATCH_MAX <= GROUP_COMMIT_WRITES_MAX);
 
 /// The store's side of an audit, read in one transaction.
 #[derive(Debug, Default)]
@@ -215,6 +231,25 @@ impl Store {
         self.write(Write::BenchResult { name, report, answer }, receiver).await
     }
 
+    /// Retention (see `SESSION_RETENTION_MS`): deletes sessions made more than
+    /// `session_retention_ms` before `now_ms` and expiry log entries older than
+    /// `expired_log_retention_ms`, at most `PRUNE_BATCH_MAX` of each; answers how many of each.
+    pub async fn prune(
+        &self,
+        now_ms: u64,
+        session_retention_ms: u64,
+        expired_log_retention_ms: u64,
+    ) -> Result<(usize, usize), StoreError> {
+        let (answer, receiver) = Answer::new();
+        let write = Write::Prune {
+            sessions_before_ms: now_ms.saturating_sub(session_retention_ms),
+            expired_before_ms: now_ms.saturating_sub(expired_log_retention_ms),
+            max: PRUNE_BATCH_MAX,
+            answer,
+        };
+        self.write(write, receiver).await
+    }
+
     /// Waits until every write queued so far is committed (used at shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (answer, receiver) = Answer::new();
@@ -273,17 +308,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Every order, for audits and tests (a full scan: not for the hot path).
-    pub fn orders(&self) -> anyhow::Result<Vec<Order>> {
-        let tx = self.db()?.begin_read()?;
-        let table = tx.open_table(ORDERS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            out.push(decode(entry?.1.value(), "order")?);
-        }
-        Ok(out)
-    }
-
     /// One consistent snapshot of everything an audit compares with the ledger.
     pub fn audit_snapshot(&self) -> anyhow::Result<AuditSnapshot> {
         let taken_at_ms = crate::clock::now_ms();
@@ -307,7 +331,7 @@ impl Store {
     }
 
     /// Newest orders first, optionally only one status and/or matching `query` (a substring of
-    /// the email or the ticket code, case-insensitive).
+    /// the email, the ticket code or the order id, case-insensitive).
     pub fn recent_orders(
         &self,
         limit: usize,
@@ -329,7 +353,10 @@ impl Store {
             }
             if let Some(q) = &query {
                 let code = order.ticket_code.as_deref().unwrap_or("").to_lowercase();
-                if !order.email.to_lowercase().contains(q.as_str()) && !code.contains(q.as_str()) {
+                let matches = order.email.to_lowercase().contains(q.as_str())
+                    || code.contains(q.as_str())
+                    || order.order_id.contains(q.as_str());
+                if !matches {
                     continue;
                 }
             }

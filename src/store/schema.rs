@@ -29,8 +29,6 @@ pub const BENCH_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("be
 /// `REDO_SEQ` → the seq of the last redo record this database holds: replay skips those.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const REDO_SEQ: &str = "redo_seq";
-/// Webhook event ids had a table of their own before they moved into the orders.
-const LEGACY_EVENTS: TableDefinition<&str, &str> = TableDefinition::new("events");
 
 /// Stored benchmark reports at most.
 pub const BENCH_RESULTS_MAX: usize = 100;
@@ -90,7 +88,6 @@ fn open_database(path: &Path, cache_bytes: usize) -> anyhow::Result<Database> {
     tx.open_table(EXPIRED_LOG)?;
     tx.open_table(BENCH_RESULTS)?;
     tx.open_table(META)?;
-    tx.delete_table(LEGACY_EVENTS)?;
     tx.commit()?;
     Ok(db)
 }
@@ -179,6 +176,13 @@ fn apply_ops(tx: &WriteTransaction, ops: &[Op<'_>]) -> anyhow::Result<()> {
             Op::Put { table: table_id::EXPIRED_LOG, key, .. } => {
                 let (at, id) = timed(key)?;
                 expired_log.insert((at, id.as_str()), ())?;
+            }
+            Op::Delete { table: table_id::EXPIRED_LOG, key } => {
+                let (at, id) = timed(key)?;
+                expired_log.remove((at, id.as_str()))?;
+            }
+            Op::Delete { table: table_id::SESSIONS, key } => {
+                sessions.remove(text(key)?.as_str())?;
             }
             Op::Put { table: table_id::BENCH_RESULTS, key, value } => {
                 bench_results.insert(text(key)?.as_str(), value)?;

@@ -51,7 +51,7 @@ fn orders_without_the_log(path: &Path) -> usize {
     std::fs::copy(path, &bare).unwrap();
     let _ = std::fs::remove_file(redo_path(&bare));
     let (store, writer) = Store::open(&bare, Default::default()).unwrap();
-    let orders = store.orders().unwrap().len();
+    let orders = store.audit_snapshot().unwrap().orders.len();
     drop(store);
     writer.join();
     orders
@@ -102,7 +102,7 @@ async fn acknowledged_writes_survive_a_crash_before_any_checkpoint_through_the_r
     let again = dir.join("again.redb");
     crash_copy(&crashed, &again);
     let (second, second_writer) = Store::open(&again, Default::default()).unwrap();
-    assert_eq!(second.orders().unwrap().len(), 4);
+    assert_eq!(second.audit_snapshot().unwrap().orders.len(), 4);
     assert_eq!(second.order(&order.order_id).unwrap().unwrap().status, OrderStatus::Pending);
 
     // A clean stop checkpoints: redb alone then holds everything.
@@ -113,7 +113,7 @@ async fn acknowledged_writes_survive_a_crash_before_any_checkpoint_through_the_r
     let stopped = dir.join("stopped.redb");
     std::fs::copy(&path, &stopped).unwrap();
     let (stopped_store, stopped_writer) = Store::open(&stopped, Default::default()).unwrap();
-    assert_eq!(stopped_store.orders().unwrap().len(), 3);
+    assert_eq!(stopped_store.audit_snapshot().unwrap().orders.len(), 3);
     drop(stopped_store);
     stopped_writer.join();
     // Reopened with its own log, whose records the database already holds: none is applied
@@ -122,7 +122,7 @@ async fn acknowledged_writes_survive_a_crash_before_any_checkpoint_through_the_r
     assert_eq!(reopened.audit_snapshot().unwrap().counts, before.counts);
     let (session, order) = order_and_session(10);
     reopened.checkout(&session, &order).await.unwrap();
-    assert_eq!(reopened.orders().unwrap().len(), 4);
+    assert_eq!(reopened.audit_snapshot().unwrap().orders.len(), 4);
     drop(reopened);
     reopened_writer.join();
 
@@ -249,12 +249,138 @@ async fn first_outcome_wins_replays_are_recognised_and_event_ids_stay_bounded() 
     let fresh = order.prepare_payment(record, "p1", Some(&outcome));
     assert_eq!(fresh.changed, Some((OrderStatus::Pending, OrderStatus::Canceled)));
     assert_eq!(write("p1", fresh, OrderStatus::Canceled).await, Ok(PaymentRecorded::Order(OrderStatus::Canceled)));
-    // Stale bytes: the writer decodes the current order and applies the event itself.
-    assert_eq!(write("s1", stale, OrderStatus::Paid).await, Ok(PaymentRecorded::Order(OrderStatus::Canceled)));
+    // Stale bytes: the writer decodes the current order and applies the event itself: a failure
+    // after a cancel changes nothing...
+    assert_eq!(write("s1", stale, OrderStatus::Failed).await, Ok(PaymentRecorded::Order(OrderStatus::Canceled)));
     let stored = store.order(&id).unwrap().unwrap();
     assert_eq!((stored.status, stored.event_keys.clone()), (OrderStatus::Canceled, vec!["p1".into(), "s1".into()]));
     let counts = store.audit_snapshot().unwrap().counts;
     assert!(counts.contains(&(OrderStatus::Canceled, 1)) && counts.contains(&(OrderStatus::Pending, 0)));
+    // ... and a success after it (booked late by the handler) is never dropped.
+    let late =
+        Outcome { status: OrderStatus::PaidUnfulfilled, paid_at_ms: Some(5), ticket_code: None, got_goodie: false };
+    let recorded = store.record_payment(&id, "l1", Some(late), None).await;
+    assert_eq!(recorded, Ok(PaymentRecorded::Order(OrderStatus::PaidUnfulfilled)));
+    drop(store);
+    writer.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn expired_log_len(store: &Store) -> u64 {
+    use redb::ReadableTableMetadata;
+    let tx = store.db().unwrap().begin_read().unwrap();
+    tx.open_table(super::schema::EXPIRED_LOG).unwrap().len().unwrap()
+}
+
+/// A session and its order made at `created_ms`, with a session id carrying that time as
+/// `ids::new_psid` does.
+fn made_at(n: u64, created_ms: u64) -> (Session, Order) {
+    let (mut session, _) = order_and_session(0);
+    session.psid = format!("{}{n:032x}", super::apply::psid_floor(created_ms));
+    session.order_id = format!("{:032x}", (u128::from(created_ms) << 80) | u128::from(n));
+    session.created_at_ms = created_ms;
+    session.expires_at_ms = created_ms + 1_000;
+    let order = Order::pending(&session);
+    (session, order)
+}
+
+#[tokio::test]
+async fn retention_deletes_old_sessions_and_expiry_log_entries_and_keeps_every_order() {
+    let dir = scratch("retention");
+    let path = dir.join("s.redb");
+    let (store, writer) = Store::open(&path, Default::default()).unwrap();
+    let made: Vec<(Session, Order)> = (0..40).map(|n| made_at(n, 1_000 + n * 1_000)).collect();
+    for (session, order) in &made {
+        store.checkout(session, order).await.unwrap();
+    }
+    // Half of them expire at 30 s, the rest at 70 s: the expiry log says when.
+    // Holds end a second after they are made: 20 are due by 21 s.
+    let due = store.due_expiries(21_000, 100).unwrap();
+    assert_eq!(store.expire(due, 30_000).await, Ok(20));
+    let due = store.due_expiries(u64::MAX - 1, 100).unwrap();
+    assert_eq!(store.expire(due, 70_000).await, Ok(20));
+    // At 100 s, keeping 60 s: sessions made before 40 s and expiries logged before 40 s go.
+    assert_eq!(store.prune(100_000, 60_000, 60_000).await, Ok((39, 20)));
+    assert_eq!(store.prune(100_000, 60_000, 60_000).await, Ok((0, 0)), "nothing left to prune");
+    let kept = |s: &AuditSnapshot| s.sessions.iter().map(|s| s.psid.clone()).collect::<Vec<_>>();
+    let snapshot = store.audit_snapshot().unwrap();
+    assert_eq!(kept(&snapshot), [made[39].0.psid.clone()]);
+    assert_eq!(snapshot.orders.len(), 40, "orders are kept for good");
+    assert!(snapshot.counts.contains(&(OrderStatus::Expired, 40)));
+    assert_eq!(store.recent_expired(100).unwrap().len(), 20);
+    // The deletions are in the redo log like every change: a crash replays them.
+    let crashed = dir.join("crashed.redb");
+    crash_copy(&path, &crashed);
+    let (replayed, replayed_writer) = Store::open(&crashed, Default::default()).unwrap();
+    assert_eq!(kept(&replayed.audit_snapshot().unwrap()), kept(&snapshot));
+    assert_eq!(replayed.recent_expired(100).unwrap().len(), 20);
+    drop((store, replayed));
+    writer.join();
+    replayed_writer.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A long-running appliance's store: orders over `days` days (set TIGERFANS_RETENTION_ORDERS for
+/// a larger run), every one expired, pruned as the sweeper does. Sessions and the expiry log stay
+/// within their retention however many orders there were; the orders stay. Prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_bounds_sessions_and_the_expiry_log_at_scale() {
+    let orders: u64 = std::env::var("TIGERFANS_RETENTION_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let days = 10;
+    let day_ms = 24 * 60 * 60 * 1000;
+    let step_ms = days * day_ms / orders;
+    let dir = scratch("retention-scale");
+    let path = dir.join("s.redb");
+    let (store, writer) = Store::open(&path, Default::default()).unwrap();
+    let started = Instant::now();
+    for chunk in (0..orders).collect::<Vec<_>>().chunks(4096) {
+        let writes = chunk.iter().map(|&n| {
+            let store = store.clone();
+            let (session, order) = made_at(n, 1 + n * step_ms);
+            tokio::spawn(async move { store.checkout(&session, &order).await })
+        });
+        for write in writes.collect::<Vec<_>>() {
+            write.await.unwrap().unwrap();
+        }
+    }
+    let now_ms = 1 + orders * step_ms;
+    let mut expired = 0;
+    loop {
+        let due = store.due_expiries(now_ms, 4096).unwrap();
+        if due.is_empty() {
+            break;
+        }
+        // Each expires a second after it was made; the log says so, as the sweeper's would.
+        let at = due[0].0 + 1;
+        expired += store.expire(due, at).await.unwrap();
+    }
+    assert_eq!(expired as u64, orders);
+    let mut pruned = (0, 0);
+    loop {
+        let (sessions, logged) = store.prune(now_ms, SESSION_RETENTION_MS, EXPIRED_LOG_RETENTION_MS).await.unwrap();
+        pruned = (pruned.0 + sessions, pruned.1 + logged);
+        if sessions.max(logged) < PRUNE_BATCH_MAX {
+            break;
+        }
+    }
+    let snapshot = store.audit_snapshot().unwrap();
+    let per_day = orders / days;
+    println!(
+        "retention: {orders} orders over {days} days in {:?}: {} sessions and {} expiry log entries kept \
+         (pruned {} and {}), {} orders; redb file {} MiB",
+        started.elapsed(),
+        snapshot.sessions.len(),
+        expired_log_len(&store),
+        pruned.0,
+        pruned.1,
+        snapshot.orders.len(),
+        std::fs::metadata(&path).unwrap().len() >> 20
+    );
+    assert_eq!(snapshot.orders.len() as u64, orders);
+    assert!(snapshot.sessions.len() as u64 <= 2 * per_day + 1, "two days of sessions: {}", snapshot.sessions.len());
+    assert!(pruned.0 as u64 >= orders - 2 * per_day - 1);
+    assert!(pruned.1 as u64 >= orders - per_day - 1, "one day of expiries kept");
+    assert!(expired_log_len(&store) <= per_day + 1, "{}", expired_log_len(&store));
     drop(store);
     writer.join();
     let _ = std::fs::remove_dir_all(&dir);

@@ -103,6 +103,14 @@ pub enum Write {
         report: Vec<u8>,
         answer: Answer<bool>,
     },
+    /// Retention: deletes payment sessions created before `sessions_before_ms` and expiry log
+    /// entries before `expired_before_ms`, at most `max` of each; answers how many of each.
+    Prune {
+        sessions_before_ms: u64,
+        expired_before_ms: u64,
+        max: usize,
+        answer: Answer<(usize, usize)>,
+    },
     /// Changes nothing: answered once every write queued before it is committed.
     Flush(Answer<()>),
 }
@@ -115,6 +123,7 @@ impl Write {
             Write::Payment(_, answer) => answer.commit(),
             Write::Expire { answer, .. } => answer.commit(),
             Write::BenchResult { answer, .. } => answer.commit(),
+            Write::Prune { answer, .. } => answer.commit(),
         }
     }
 
@@ -125,6 +134,7 @@ impl Write {
             Write::Payment(_, answer) => answer.send(Err(error)),
             Write::Expire { answer, .. } => answer.send(Err(error)),
             Write::BenchResult { answer, .. } => answer.send(Err(error)),
+            Write::Prune { answer, .. } => answer.send(Err(error)),
         }
     }
 }

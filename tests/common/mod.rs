@@ -112,8 +112,10 @@ pub fn replica_address() -> &'static str {
             let supervisor = tigerfans::replica::Supervisor::start(tigerfans::replica::ReplicaOptions {
                 bin: tigerbeetle_bin(),
                 data_file: tigerfans::replica::data_file(&dir),
+                cluster: 0,
                 cache_grid: "128MiB".into(),
                 log_file: dir.join("tigerbeetle.log"),
+                port: None,
             })
             .expect("starting the shared TigerBeetle replica");
             let address = supervisor.address.to_string();
@@ -142,6 +144,8 @@ pub fn config(capacity: u64, goodie_limit: u64, hold_timeout_s: u32) -> Value {
         "goodie_limit": goodie_limit,
         "hold_timeout_s": hold_timeout_s,
         "webhook_secret": SECRET,
+        // Off by default; the tests of the reference's accounting path use them.
+        "accounting_endpoints": true,
     })
 }
 
@@ -329,6 +333,15 @@ impl Reply {
 impl Http {
     pub fn new(base: &str) -> Http {
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http();
+        Http { client, base: base.to_string() }
+    }
+
+    /// A client whose connections come from `local` (any of 127.0.0.0/8 on loopback): another
+    /// client address, as the server sees it.
+    pub fn from_address(base: &str, local: std::net::IpAddr) -> Http {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
         Http { client, base: base.to_string() }
     }
 

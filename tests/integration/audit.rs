@@ -105,3 +105,29 @@ async fn live_audit_under_load_passes() {
     assert!(record.checkouts.len() > 100, "load too light: {}", record.checkouts.len());
     verify_nothing_lost(&server, &record, SECRET).await;
 }
+
+/// The live audit runs inside the serving appliance: it reads at most a bounded number of orders
+/// and transfers into memory, and says how to audit a larger event instead.
+#[tokio::test]
+async fn a_live_audit_beyond_its_memory_bound_is_refused_and_the_offline_audit_still_reads_it() {
+    let mut server = Server::start_with_args(config(100, 10, 300), &["--live-audit-orders-max=3"]).await;
+    for i in 0..4 {
+        assert_eq!(server.http.checkout("A", &format!("big{i}@example.com")).await.0, StatusCode::OK);
+    }
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tigerfans"));
+    command
+        .args(["audit", "--json", "--base", &server.base])
+        .arg("--password-file")
+        .arg(server.data_dir.join("admin-password"));
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "could not be made, not a mismatch: {stderr}");
+    assert!(
+        stderr.contains("4 orders: more than this audit reads (3)") && stderr.contains("audit --data-dir"),
+        "{stderr}"
+    );
+    assert!(server.terminate().success());
+    let (ok, report) = server.audit_offline().await;
+    assert!(ok, "{report}");
+    assert_eq!(report["orders"], 4);
+}

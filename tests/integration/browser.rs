@@ -66,7 +66,11 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// Saves what the page shows, after checking that its Content-Security-Policy refused nothing
+/// (every page loads app.js, which records refusals).
 async fn screenshot(client: &Client, name: &str) {
+    let refused = client.execute("return window.TF_CSP_VIOLATIONS || null;", vec![]).await.unwrap();
+    assert_eq!(refused, json!([]), "{name}: the page's policy refused something, or app.js did not run");
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
 }

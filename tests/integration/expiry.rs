@@ -91,7 +91,7 @@ async fn late_payment_after_the_ticket_was_resold_is_paid_unfulfilled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_expiry_succeeded_and_failed_racing_leave_one_outcome_and_balanced_books() {
+async fn after_expiry_succeeded_and_failed_racing_end_paid_with_balanced_books() {
     let server = Server::start(config(5, 100, 2)).await;
     let http = &server.http;
     let mut checkouts = Vec::new();
@@ -118,10 +118,9 @@ async fn after_expiry_succeeded_and_failed_racing_leave_one_outcome_and_balanced
     let mut paid = 0;
     for checkout in &checkouts {
         let status = http.order(checkout["order_id"].as_str().unwrap()).await["status"].clone();
-        assert!(status == "PAID" || status == "FAILED", "{status}");
-        if status == "PAID" {
-            paid += 1;
-        }
+        // Whichever came first, the success stands: booked late, a unit being left for each.
+        assert_eq!(status, "PAID");
+        paid += 1;
     }
     let inventory = http.inventory().await;
     assert_eq!(inventory["A"]["sold"], paid, "TigerBeetle sold exactly the PAID orders");

@@ -65,7 +65,7 @@ fn status_of(response: &str) -> u16 {
 
 fn checkout_request(body: &[u8], extra_headers: &str) -> Vec<u8> {
     let mut request = format!(
-        "POST /api/checkout HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra_headers}\r\n",
+        "POST /api/checkout HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra_headers}\r\n",
         body.len()
     )
     .into_bytes();
@@ -88,7 +88,7 @@ async fn slow_clients_are_timed_out_and_others_served_meanwhile() {
     let mut slow_head = connect(&server).await;
     let dribble = tokio::spawn(async move {
         let started = Instant::now();
-        for byte in b"POST /api/checkout HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+        for byte in b"POST /api/checkout HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".iter().cycle() {
             if slow_head.write_all(&[*byte]).await.is_err() {
                 return (started.elapsed(), true);
             }
@@ -131,18 +131,18 @@ async fn connections_beyond_the_limit_are_refused_and_the_others_unharmed() {
     let mut held = Vec::new();
     for _ in 0..LIMIT {
         let mut stream = connect(&server).await;
-        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
         assert_eq!(status_of(&read_responses(&mut stream, 1).await[0]), 200);
         held.push(stream);
     }
     // One more: accepted and closed at once, without an answer.
     let mut extra = connect(&server).await;
-    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     let response = read_to_close(&mut extra, Duration::from_secs(2)).await;
     assert!(response.is_empty(), "over the limit yet answered: {response}");
     // The held ones still work.
     for stream in &mut held {
-        stream.write_all(b"GET /api/inventory HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        stream.write_all(b"GET /api/inventory HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
         assert_eq!(status_of(&read_responses(stream, 1).await[0]), 200);
     }
     // Free one: a new connection gets in.
@@ -160,7 +160,7 @@ async fn oversized_and_malformed_requests_get_clear_errors() {
 
     // A 20 KiB header: 431.
     let mut stream = connect(&server).await;
-    let big = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20 * 1024));
+    let big = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(20 * 1024));
     let _ = stream.write_all(big.as_bytes()).await;
     let response = read_to_close(&mut stream, Duration::from_secs(5)).await;
     assert_eq!(status_of(&response), 431, "{response}");
@@ -168,7 +168,7 @@ async fn oversized_and_malformed_requests_get_clear_errors() {
     // A declared 1 MiB body: 413 before it is sent.
     let mut stream = connect(&server).await;
     stream
-        .write_all(b"POST /api/checkout HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n")
+        .write_all(b"POST /api/checkout HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n")
         .await
         .unwrap();
     let response = &read_responses(&mut stream, 1).await[0];
@@ -178,7 +178,7 @@ async fn oversized_and_malformed_requests_get_clear_errors() {
     // A chunked body that grows past the limit: 413 too.
     let mut stream = connect(&server).await;
     stream
-        .write_all(b"POST /api/checkout HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .write_all(b"POST /api/checkout HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
         .unwrap();
     let chunk = format!("{:x}\r\n{}\r\n", 8192, " ".repeat(8192));
@@ -204,7 +204,8 @@ async fn oversized_and_malformed_requests_get_clear_errors() {
 
     // A webhook signature header that is not text (obs-text bytes): there, and invalid.
     let mut stream = connect(&server).await;
-    let mut request = b"POST /payments/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".to_vec();
+    let mut request =
+        b"POST /payments/webhook HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n".to_vec();
     request.extend_from_slice(b"Content-Length: 2\r\nx-mockpay-signature: \xff\xfe\r\n\r\n{}");
     stream.write_all(&request).await.unwrap();
     let response = &read_responses(&mut stream, 1).await[0];
@@ -229,9 +230,9 @@ async fn pipelined_and_http_1_0_clients_are_served() {
 
     // Three requests in one write, including a checkout: three answers, in order.
     let mut stream = connect(&server).await;
-    let mut pipeline = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let mut pipeline = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     pipeline.extend(checkout_request(br#"{"cls":"A","customer_email":"pipe@example.com"}"#, ""));
-    pipeline.extend(b"GET /api/inventory HTTP/1.1\r\nHost: x\r\n\r\n");
+    pipeline.extend(b"GET /api/inventory HTTP/1.1\r\nHost: localhost\r\n\r\n");
     stream.write_all(&pipeline).await.unwrap();
     let responses = read_responses(&mut stream, 3).await;
     assert_eq!(responses.iter().map(|r| status_of(r)).collect::<Vec<_>>(), [200, 200, 200]);
@@ -284,7 +285,7 @@ async fn a_burst_of_new_connections_is_queued_not_dropped() {
         .map(|_| {
             tokio::spawn(async move {
                 let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-                stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+                stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
                 status_of(&read_responses(&mut stream, 1).await[0])
             })
         })

@@ -16,4 +16,6 @@ mod expiry;
 mod flow;
 mod hostile;
 mod oversell;
+mod reference;
+mod security;
 mod storms;

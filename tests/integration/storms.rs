@@ -1,6 +1,7 @@
 //! Webhook storms: a payment provider retries for days, in parallel, and out of order. Whatever
-//! arrives, each order gets exactly one final state (the first valid event's), forged or
-//! mismatched events change nothing, and the ledger agrees with the store (audit).
+//! arrives, each order gets exactly one final state (PAID if any success arrived: money taken is
+//! never dropped; else the first valid event's), forged or mismatched events change nothing, and
+//! the ledger agrees with the store (audit).
 
 use std::collections::HashMap;
 
@@ -101,9 +102,14 @@ async fn storms_of_duplicates_and_contradictions_leave_one_final_state_per_order
         let events = &applied[&i];
         // Each distinct event is recorded once (its duplicates are replays): two events per order.
         assert_eq!(events.len(), 2, "order {i}: {events:?}");
-        assert!(events.iter().any(|k| outcome(k) == status), "order {i} ended {status}, events {events:?}");
-        // Every non-replay answer already told the final state: nothing flipped it afterwards.
-        assert!(reported[&i].iter().all(|s| *s == status), "order {i}: answers {:?}, final {status}", reported[&i]);
+        if events.contains(&"succeeded") {
+            // A success wins whenever it came: before the other event, or after it (booked late).
+            assert_eq!(status, "PAID", "order {i}: events {events:?}");
+        } else {
+            assert!(events.iter().any(|k| outcome(k) == status), "order {i} ended {status}, events {events:?}");
+            // Every non-replay answer already told the final state: nothing flipped it afterwards.
+            assert!(reported[&i].iter().all(|s| *s == status), "order {i}: answers {:?}, final {status}", reported[&i]);
+        }
         paid += u64::from(status == "PAID");
     }
     let inventory = http.inventory().await;
@@ -155,10 +161,11 @@ async fn storms_after_expiry_and_for_unknown_sessions() {
     let mut paid = 0;
     for checkout in &checkouts {
         let status = http.order(checkout["order_id"].as_str().unwrap()).await["status"].as_str().unwrap().to_string();
-        assert!(status == "PAID" || status == "FAILED", "{status}");
-        paid += u64::from(status == "PAID");
+        // Whichever of the two came first, the success stands (capacity is plentiful).
+        assert_eq!(status, "PAID");
+        paid += 1;
     }
-    // A late success books a ticket directly (capacity is plentiful), so sold = PAID exactly.
+    // A late success books a ticket directly, so sold = PAID exactly.
     assert_eq!(http.inventory().await["A"]["sold"], paid);
     server.assert_audit_passes().await;
 }
