@@ -7,3 +7,7 @@ pub mod api;
 pub mod config;
 #[path = "../../src/payment.rs"]
 pub mod payment;
+#[path = "../../src/http/hosts.rs"]
+pub mod hosts;
+#[path = "../../src/http/route.rs"]
+pub mod route;

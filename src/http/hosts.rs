@@ -13,10 +13,12 @@ pub fn host_name(header: &str) -> String {
     let header = header.trim();
     let host = if let Some(rest) = header.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
+    } else if header.matches(':').count() > 1 {
+        header // an IPv6 address without brackets: no port to cut
     } else {
         header.rsplit_once(':').filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit())).map_or(header, |(h, _)| h)
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    host.trim_start().trim_end_matches(|c: char| c == '.' || c.is_whitespace()).to_ascii_lowercase()
 }
 
 /// This machine's host name, read once.
@@ -58,6 +60,8 @@ mod tests {
         assert_eq!(host_name("[::1]:80"), "::1");
         assert_eq!(host_name("192.168.1.20"), "192.168.1.20");
         assert_eq!(host_name("example.com."), "example.com");
+        assert_eq!(host_name("::1"), "::1");
+        assert_eq!(host_name("x :80"), "x");
         let venue = vec!["tickets.venue.lan".to_string()];
         for ok in ["127.0.0.1:8000", "10.0.0.5", "[fe80::1]:80", "localhost:8000", "app.localhost", "TICKETS.venue.lan"]
         {

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod ops;
 pub mod request;
 pub mod response;
+pub mod route;
 pub mod router;
 pub mod server;
 pub mod shop;

@@ -16,132 +16,12 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::limits::HttpLimits;
 use super::response::{self, detail, page, Body};
+use super::route::{Allow, Route};
 use super::{admin, hosts, ops, shop};
 use crate::flow::App;
 use crate::metrics::RouteLabel;
 
-/// Every route, with what its path carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route<'a> {
-    Index,
-    DemoCheckout,
-    DemoSuccess,
-    BenchPage,
-    Static(&'a str),
-    MockPay(&'a str),
-    Emit(&'a str),
-    Checkout,
-    Webhook,
-    Order(&'a str),
-    Qr(&'a str),
-    Session(&'a str),
-    Event,
-    Inventory,
-    AdminPage,
-    AdminLogin,
-    AdminLogout,
-    AdminCsrf,
-    BenchResults,
-    AdminOrders,
-    AdminAudit,
-    AdminGoodies,
-    AdminEvents,
-    AdminPending,
-    /// `/api/admin/...` that is none of the above: 401 without a session, 404 with one.
-    AdminOther,
-    Reserve,
-    Commit,
-    /// `/api/accounting/...` that is neither: 403 while they are off, 404 while on.
-    AccountingOther,
-    Healthz,
-    Metrics,
-    NotFound,
-}
-
-/// The methods a route answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Allow {
-    GetHead,
-    /// Its GET changes state (the reference's API, or an expensive audit): HEAD, which clients
-    /// and crawlers send expecting no effect, is refused rather than acted on.
-    GetOnly,
-    Post,
-    GetHeadPost,
-    /// A route that does not exist answers 404 to any method.
-    Any,
-}
-
-impl Allow {
-    pub fn permits(self, method: &Method) -> bool {
-        let (get, head, post) = (method == Method::GET, method == Method::HEAD, method == Method::POST);
-        match self {
-            Allow::GetHead => get || head,
-            Allow::GetOnly => get,
-            Allow::Post => post,
-            Allow::GetHeadPost => get || head || post,
-            Allow::Any => true,
-        }
-    }
-
-    /// The `Allow` header of a 405 (RFC 9110 requires one).
-    pub fn header(self) -> &'static str {
-        match self {
-            Allow::GetHead => "GET, HEAD",
-            Allow::GetOnly => "GET",
-            Allow::Post => "POST",
-            Allow::GetHeadPost | Allow::Any => "GET, HEAD, POST",
-        }
-    }
-}
-
-impl<'a> Route<'a> {
-    pub fn parse(path: &'a str) -> Route<'a> {
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match segments.as_slice() {
-            [""] | ["index.html"] => Route::Index,
-            ["demo", "checkout"] => Route::DemoCheckout,
-            ["demo", "success"] => Route::DemoSuccess,
-            ["bench"] => Route::BenchPage,
-            ["static", file] => Route::Static(file),
-            ["mockpay", psid] => Route::MockPay(psid),
-            ["mockpay", psid, "emit"] => Route::Emit(psid),
-            ["api", "checkout"] => Route::Checkout,
-            ["payments", "webhook"] => Route::Webhook,
-            ["api", "orders", order_id] => Route::Order(order_id),
-            ["api", "orders", order_id, "qr.svg"] => Route::Qr(order_id),
-            ["api", "sessions", psid] => Route::Session(psid),
-            ["api", "event"] => Route::Event,
-            ["api", "inventory"] => Route::Inventory,
-            ["admin"] => Route::AdminPage,
-            ["admin", "login"] => Route::AdminLogin,
-            ["admin", "logout"] => Route::AdminLogout,
-            ["api", "admin", "csrf"] => Route::AdminCsrf,
-            ["api", "bench", "results"] => Route::BenchResults,
-            ["api", "admin", "orders"] => Route::AdminOrders,
-            ["api", "admin", "audit"] => Route::AdminAudit,
-            ["api", "admin", "goodies"] => Route::AdminGoodies,
-            ["api", "admin", "events"] => Route::AdminEvents,
-            ["api", "pending"] => Route::AdminPending,
-            ["api", "admin", _] => Route::AdminOther,
-            ["api", "accounting", "reserve"] => Route::Reserve,
-            ["api", "accounting", "commit"] => Route::Commit,
-            ["api", "accounting", _] => Route::AccountingOther,
-            ["healthz"] => Route::Healthz,
-            ["metrics"] => Route::Metrics,
-            _ => Route::NotFound,
-        }
-    }
-
-    pub fn allow(self) -> Allow {
-        match self {
-            Route::Emit(_) | Route::Checkout | Route::Webhook | Route::AdminLogout => Allow::Post,
-            Route::AdminLogin | Route::BenchResults => Allow::GetHeadPost,
-            Route::AdminAudit | Route::Reserve | Route::Commit => Allow::GetOnly,
-            Route::AdminOther | Route::AccountingOther | Route::NotFound => Allow::Any,
-            _ => Allow::GetHead,
-        }
-    }
-
+impl Route<'_> {
     pub fn label(self) -> RouteLabel {
         match self {
             Route::Index | Route::DemoCheckout | Route::DemoSuccess | Route::BenchPage => RouteLabel::Page,
@@ -171,42 +51,6 @@ impl<'a> Route<'a> {
             Route::Metrics => RouteLabel::Metrics,
             Route::AccountingOther | Route::NotFound => RouteLabel::NotFound,
         }
-    }
-
-    /// The admin's JSON, behind the session cookie (the CSRF token is not: the login form needs it).
-    fn needs_admin(self) -> bool {
-        matches!(
-            self,
-            Route::AdminOrders
-                | Route::AdminAudit
-                | Route::AdminGoodies
-                | Route::AdminEvents
-                | Route::AdminPending
-                | Route::AdminOther
-        )
-    }
-
-    /// Everything but the static assets and the metrics waits for the ledger at start.
-    fn needs_ledger(self) -> bool {
-        !matches!(self, Route::Static(_) | Route::Metrics)
-    }
-
-    /// The pages a browser navigates to (an HTML answer, not JSON).
-    fn is_page(self) -> bool {
-        matches!(
-            self,
-            Route::Index
-                | Route::DemoCheckout
-                | Route::DemoSuccess
-                | Route::BenchPage
-                | Route::MockPay(_)
-                | Route::AdminPage
-                | Route::AdminLogin
-        )
-    }
-
-    fn is_accounting(self) -> bool {
-        matches!(self, Route::Reserve | Route::Commit | Route::AccountingOther)
     }
 }
 
@@ -386,13 +230,5 @@ mod tests {
             assert_eq!(Route::parse(path), route, "{path}");
             assert_eq!(Route::parse(path).label().as_str(), label, "{path}");
         }
-    }
-
-    #[test]
-    fn methods() {
-        assert!(Allow::GetHead.permits(&Method::HEAD) && !Allow::GetOnly.permits(&Method::HEAD));
-        assert!(!Allow::Post.permits(&Method::GET) && Allow::Any.permits(&Method::DELETE));
-        assert_eq!(Route::parse("/api/accounting/reserve").allow().header(), "GET");
-        assert_eq!(Route::parse("/admin/login").allow().header(), "GET, HEAD, POST");
     }
 }
