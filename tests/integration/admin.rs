@@ -159,6 +159,20 @@ async fn admin_endpoints_need_a_valid_session() {
         .unwrap();
     assert_eq!(reply.headers["location"], "/admin/login?error=csrf");
     assert!(reply.headers.get("set-cookie").is_none());
+
+    // Another site's form posting to the logout (SameSite keeps the cookie out of it, so it
+    // comes without a session, and without a token): refused, the cookie is not cleared.
+    let reply = http
+        .request(
+            Method::POST,
+            "/admin/logout",
+            &[("content-type", "application/x-www-form-urlencoded"), ("origin", "https://evil.example")],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.headers.get("set-cookie").is_none(), "a cross-site post cannot clear the admin's cookie");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
