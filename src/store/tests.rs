@@ -346,7 +346,8 @@ async fn retention_bounds_sessions_and_the_expiry_log_at_scale() {
     let now_ms = 1 + orders * step_ms;
     let mut expired = 0;
     loop {
-        let due = store.due_expiries(now_ms, 4096).unwrap();
+        // Every hold, the last ones too (they end a second after they were made).
+        let due = store.due_expiries(u64::MAX - 1, 4096).unwrap();
         if due.is_empty() {
             break;
         }
