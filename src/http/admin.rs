@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::limits::HttpLimits;
-use super::request::{form_field, query_param, read_body, wrong_media_type, JSON};
+use super::request::{form_field, query_param, read_body, wrong_media_type, BadInput, JSON};
 use super::response::{self, detail, json as json_response, page, Body};
 use super::shop::inventory_json;
 use crate::admin::Admin;
@@ -62,7 +62,7 @@ pub fn csrf(app: &App, request: &Request<Incoming>) -> Response<Body> {
 }
 
 /// A form's text field: empty when missing; a 400 when repeated.
-fn text_field(body: &[u8], name: &str) -> Result<String, Response<Body>> {
+fn text_field(body: &[u8], name: &str) -> Result<String, BadInput> {
     Ok(form_field(body, name)?.map(|v| v.into_owned()).unwrap_or_default())
 }
 
@@ -74,7 +74,7 @@ pub async fn login(app: &App, limits: &HttpLimits, peer: SocketAddr, request: Re
     let fields = (text_field(&body, "csrf"), text_field(&body, "username"), text_field(&body, "password"));
     let (csrf, username, password) = match fields {
         (Ok(csrf), Ok(username), Ok(password)) => (csrf, username, password),
-        (Err(response), _, _) | (_, Err(response), _) | (_, _, Err(response)) => return response,
+        (Err(refused), _, _) | (_, Err(refused), _) | (_, _, Err(refused)) => return refused.into(),
     };
     let ip = peer.ip();
     // Repeated failures slow every later attempt from the address; they never lock it.
@@ -112,7 +112,7 @@ pub async fn logout(app: &App, limits: &HttpLimits, request: Request<Incoming>) 
     };
     let csrf = match text_field(&body, "csrf") {
         Ok(csrf) => csrf,
-        Err(response) => return response,
+        Err(refused) => return refused.into(),
     };
     // With or without a session: another site's form must not even clear the cookie.
     if !app.admin.csrf_valid(session.as_deref(), &csrf, now_ms()) {
@@ -152,24 +152,24 @@ fn hold_json(expires_at_ms: u64, order: &Order, now: u64) -> Value {
     })
 }
 
-fn limit_param(query: Option<&str>, default: usize) -> Result<usize, Response<Body>> {
+fn limit_param(query: Option<&str>, default: usize) -> Result<usize, BadInput> {
     match query_param(query, "limit")? {
         None => Ok(default),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=ADMIN_LIST_MAX).contains(&n) => Ok(n),
-            _ => Err(detail(StatusCode::BAD_REQUEST, &format!("limit must be between 1 and {}", ADMIN_LIST_MAX))),
+            _ => Err(BadInput(format!("limit must be between 1 and {ADMIN_LIST_MAX}"))),
         },
     }
 }
 
 /// A search's filters: how many, which status, what text.
-fn search_params(query: Option<&str>) -> Result<(usize, Option<OrderStatus>, Option<String>), Response<Body>> {
+fn search_params(query: Option<&str>) -> Result<(usize, Option<OrderStatus>, Option<String>), BadInput> {
     let limit = limit_param(query, 100)?;
     let status = match query_param(query, "status")?.filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => match OrderStatus::parse(&s) {
             Some(status) => Some(status),
-            None => return Err(detail(StatusCode::BAD_REQUEST, &format!("unknown status {s:?}"))),
+            None => return Err(BadInput(format!("unknown status {s:?}"))),
         },
     };
     Ok((limit, status, query_param(query, "q")?.map(|q| q.into_owned())))
@@ -184,7 +184,7 @@ static SEARCHES: AtomicUsize = AtomicUsize::new(0);
 pub async fn orders(app: &App, query: Option<&str>) -> Response<Body> {
     let (limit, status, q) = match search_params(query) {
         Ok(params) => params,
-        Err(response) => return response,
+        Err(refused) => return refused.into(),
     };
     if SEARCHES.fetch_add(1, Ordering::SeqCst) >= SEARCHES_MAX {
         SEARCHES.fetch_sub(1, Ordering::SeqCst);
@@ -214,7 +214,7 @@ pub async fn orders(app: &App, query: Option<&str>) -> Response<Body> {
 pub fn pending(app: &App, query: Option<&str>) -> Response<Body> {
     let limit = match limit_param(query, 100) {
         Ok(limit) => limit,
-        Err(response) => return response,
+        Err(refused) => return refused.into(),
     };
     let now = now_ms();
     match app.store.active_holds(limit) {

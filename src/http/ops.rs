@@ -8,7 +8,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 
-use super::request::query_param;
+use super::request::{query_param, BadInput};
 use super::response::{self, detail, flow_error, json, Body};
 use crate::accounting::TransferResult;
 use crate::flow::{App, FlowError};
@@ -32,7 +32,7 @@ struct CommitReply {
 pub async fn reserve(app: &App, query: Option<&str>) -> Response<Body> {
     let cls = match query_param(query, "cls") {
         Ok(cls) => cls,
-        Err(response) => return response,
+        Err(refused) => return refused.into(),
     };
     match app.reserve(cls.as_deref()).await {
         Ok((ticket, goodie)) => json(
@@ -45,24 +45,24 @@ pub async fn reserve(app: &App, query: Option<&str>) -> Response<Body> {
 
 pub async fn commit(app: &App, query: Option<&str>) -> Response<Body> {
     // No goodie: the parameter left out, empty, or a client's spelling of nothing.
-    let parse = |name: &str| -> Result<Option<u128>, Response<Body>> {
+    let parse = |name: &str| -> Result<Option<u128>, BadInput> {
         match query_param(query, name)? {
             None => Ok(None),
             Some(v) if v.is_empty() || v == "null" || v == "None" => Ok(None),
             Some(v) => match v.parse::<u128>() {
                 Ok(id) if id != 0 && id != u128::MAX => Ok(Some(id)),
-                _ => Err(detail(StatusCode::BAD_REQUEST, &format!("{name} must be a decimal transfer id"))),
+                _ => Err(BadInput(format!("{name} must be a decimal transfer id"))),
             },
         }
     };
     let ticket = match parse("tb_transfer_id") {
         Ok(Some(id)) => id,
         Ok(None) => return detail(StatusCode::BAD_REQUEST, "tb_transfer_id is required"),
-        Err(response) => return response,
+        Err(refused) => return refused.into(),
     };
     let goodie = match parse("goodie_tb_transfer_id") {
         Ok(id) => id,
-        Err(response) => return response,
+        Err(refused) => return refused.into(),
     };
     match app.commit(ticket, goodie).await {
         Ok(results) => {

@@ -55,18 +55,29 @@ pub fn wrong_media_type(request: &Request<Incoming>, expected: &'static str) -> 
     }
 }
 
-/// The one value of a named pair, if any; a 400 when it is given twice (which of two
+/// Input a handler refuses with a 400: its detail. Small (a `Response` is large to carry around
+/// in every `Result`); it becomes the answer where the handler returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadInput(pub String);
+
+impl From<BadInput> for Response<Body> {
+    fn from(refused: BadInput) -> Self {
+        detail(StatusCode::BAD_REQUEST, &refused.0)
+    }
+}
+
+/// The one value of a named pair, if any; refused when it is given twice (which of two
 /// contradicting values was meant, `t=canceled&t=succeeded`, is not ours to guess).
 fn single<'a>(
     mut pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
     name: &str,
     what: &str,
-) -> Result<Option<Cow<'a, str>>, Response<Body>> {
+) -> Result<Option<Cow<'a, str>>, BadInput> {
     let mut found = None;
     for (key, value) in pairs.by_ref() {
         if key == name {
             if found.is_some() {
-                return Err(detail(StatusCode::BAD_REQUEST, &format!("{what} {name} is given more than once")));
+                return Err(BadInput(format!("{what} {name} is given more than once")));
             }
             found = Some(value);
         }
@@ -74,12 +85,12 @@ fn single<'a>(
     Ok(found)
 }
 
-/// A query parameter's value; a 400 if it is repeated.
-pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<Cow<'a, str>>, Response<Body>> {
+/// A query parameter's value; refused if it is repeated.
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<Cow<'a, str>>, BadInput> {
     single(form_urlencoded::parse(query.unwrap_or("").as_bytes()), name, "query parameter")
 }
 
-/// A form field's value; a 400 if it is repeated.
-pub fn form_field<'a>(body: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, Response<Body>> {
+/// A form field's value; refused if it is repeated.
+pub fn form_field<'a>(body: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, BadInput> {
     single(form_urlencoded::parse(body), name, "form field")
 }

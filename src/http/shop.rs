@@ -144,7 +144,7 @@ pub async fn emit(app: &App, limits: &HttpLimits, psid: &str, request: Request<I
     };
     let t = match form_field(&body, "t") {
         Ok(t) => t,
-        Err(response) => return response,
+        Err(refused) => return refused.into(),
     };
     let kind = t.and_then(|t| EventType::from_button(&t));
     let Some(kind) = kind else {
