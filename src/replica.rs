@@ -88,17 +88,20 @@ pub const REPLICA_PORT_MIN: u16 = 20_000;
 /// down; a port outside it only by one that asks for it by number.
 pub fn free_loopback_port() -> anyhow::Result<u16> {
     let (ephemeral_low, _) = ephemeral_port_range();
-    anyhow::ensure!(ephemeral_low > REPLICA_PORT_MIN, "the ephemeral port range starts below {REPLICA_PORT_MIN}");
-    let span = ephemeral_low - REPLICA_PORT_MIN;
-    let start = rand::random::<u16>() % span;
+    let span = u32::from(ephemeral_low.saturating_sub(REPLICA_PORT_MIN));
+    let start = u32::from(rand::random::<u16>());
     for i in 0..span {
-        let port = REPLICA_PORT_MIN + (start + i) % span;
+        let port = REPLICA_PORT_MIN + ((start + i) % span) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             assert!(port >= REPLICA_PORT_MIN && port < ephemeral_low);
             return Ok(port);
         }
     }
-    bail!("no free loopback port between {REPLICA_PORT_MIN} and {ephemeral_low}")
+    // A kernel whose ephemeral range starts this low (tuned to 1024-65535, say) leaves no port
+    // outside it: take one of its own, as before.
+    tracing::warn!(ephemeral_low, "no free port below the ephemeral range: the replica's port is one of it");
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// The kernel's ephemeral port range; Linux's default if it cannot be read.
@@ -281,8 +284,11 @@ fn supervise(options: ReplicaOptions, address: SocketAddr, state: &ChildState) {
         };
         let status = match status {
             Ok(mut spawned) => {
-                let status = spawned.wait();
+                // Wait for the exit without reaping the child, so its pid stays ours (never a
+                // reused one) until it is cleared under the lock; then reap it.
+                wait_exited(spawned.id());
                 state.inner.lock().expect("replica state lock poisoned").pid = 0;
+                let status = spawned.wait();
                 status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
             }
             Err(why) => why,
@@ -296,6 +302,18 @@ fn supervise(options: ReplicaOptions, address: SocketAddr, state: &ChildState) {
         tracing::error!(%status, backoff_ms, "TigerBeetle replica exited; restarting");
         std::thread::sleep(Duration::from_millis(backoff_ms));
         backoff_ms = (backoff_ms * 2).min(RESTART_BACKOFF_MS_MAX);
+    }
+}
+
+/// Blocks until the child `pid` has exited, leaving it unreaped (`WNOWAIT`).
+fn wait_exited(pid: u32) {
+    loop {
+        // SAFETY: waitid writes into the struct we pass; WNOWAIT leaves the child to `wait`.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let waited = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if waited == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
     }
 }
 

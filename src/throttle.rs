@@ -73,7 +73,9 @@ impl Throttle {
         Throttle { limits, clients: Mutex::new(HashMap::new()) }
     }
 
-    /// Before a checkout: allowed (and counted), or refused with when to try again.
+    /// Before a checkout: allowed (and counted: the checkout in the minute, and its hold, held
+    /// from now on, so that checkouts sent at the same moment cannot all pass), or refused with
+    /// when to try again. A checkout that then places no hold gives it back (`no_hold`).
     pub fn admit(&self, address: IpAddr, now_ms: u64) -> Verdict {
         let ThrottleLimits { checkouts_per_minute, holds_max, hold_ms } = self.limits;
         let mut clients = self.clients.lock().expect("throttle lock poisoned");
@@ -98,17 +100,20 @@ impl Throttle {
             return Verdict::Refused { retry_after_s, why: "too many checkouts from this address" };
         }
         client.in_minute += 1;
+        if holds_max > 0 {
+            client.holds_ms.push_back(now_ms);
+            assert!(client.holds_ms.len() <= holds_max as usize);
+        }
         Verdict::Allowed
     }
 
-    /// After a checkout placed its hold.
-    pub fn held(&self, address: IpAddr, now_ms: u64) {
+    /// A checkout admitted at `admitted_ms` placed no hold (refused, sold out): its place is free.
+    pub fn no_hold(&self, address: IpAddr, admitted_ms: u64) {
         let mut clients = self.clients.lock().expect("throttle lock poisoned");
-        let client = clients.entry(client_key(address)).or_default();
-        client.holds_ms.push_back(now_ms);
-        let max = (self.limits.holds_max as usize).max(1);
-        while client.holds_ms.len() > max {
-            client.holds_ms.pop_front();
+        if let Some(client) = clients.get_mut(&client_key(address)) {
+            if let Some(at) = client.holds_ms.iter().rposition(|at| *at == admitted_ms) {
+                client.holds_ms.remove(at);
+            }
         }
     }
 }
@@ -136,12 +141,18 @@ mod tests {
         let t = throttle(0, 3);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..3 {
-            assert_eq!(t.admit(a, 1_000), Verdict::Allowed);
-            t.held(a, 1_000);
+            assert_eq!(t.admit(a, 1_000), Verdict::Allowed, "held at once: concurrent checkouts count");
         }
         assert!(matches!(t.admit(a, 2_000), Verdict::Refused { retry_after_s: 299, .. }));
         assert_eq!(t.admit(b, 2_000), Verdict::Allowed, "others still buy");
         assert_eq!(t.admit(a, 301_000), Verdict::Allowed, "the holds' time is up");
+        assert!(matches!(t.admit(b, 2_001), Verdict::Allowed));
+        t.no_hold(b, 2_001);
+        assert_eq!(
+            t.clients.lock().unwrap()[&client_key(b)].holds_ms.len(),
+            1,
+            "a checkout without a hold gives its place back"
+        );
     }
 
     #[test]

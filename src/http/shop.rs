@@ -38,17 +38,6 @@ pub async fn checkout(app: &App, limits: &HttpLimits, peer: SocketAddr, request:
     if let Some(response) = wrong_media_type(&request, JSON) {
         return response;
     }
-    // The appliance's own kiosk and tools (127.0.0.1, ::1) are not limited; every other address is.
-    let limited = !is_local_tool(peer.ip());
-    if limited {
-        if let Verdict::Refused { retry_after_s, why } = app.throttle.admit(peer.ip(), now_ms()) {
-            app.metrics.checkouts_throttled.add(1);
-            let mut response = detail(StatusCode::TOO_MANY_REQUESTS, &format!("{why}: try again in {retry_after_s} s"));
-            let value = HeaderValue::from_str(&retry_after_s.to_string()).expect("digits");
-            response.headers_mut().insert(RETRY_AFTER, value);
-            return response;
-        }
-    }
     let (_, body) = match read_body(limits, request).await {
         Ok(read) => read,
         Err(response) => return response,
@@ -57,18 +46,35 @@ pub async fn checkout(app: &App, limits: &HttpLimits, peer: SocketAddr, request:
         Ok(request) => request,
         Err(why) => return detail(StatusCode::BAD_REQUEST, &why),
     };
-    match app.checkout(&request.cls, &request.customer_email).await {
-        Ok(ok) if limited => {
-            app.throttle.held(peer.ip(), now_ms());
-            checkout_reply(&ok)
+    // The appliance's own kiosk and tools (127.0.0.1, ::1) are not limited; every other address
+    // is, from here to the hold: the place is taken before the hold, so checkouts sent at the
+    // same moment cannot all pass, and given back if no hold is placed.
+    let limited = !is_local_tool(peer.ip());
+    let admitted_ms = now_ms();
+    if limited {
+        if let Verdict::Refused { retry_after_s, why } = app.throttle.admit(peer.ip(), admitted_ms) {
+            app.metrics.checkouts_throttled.add(1);
+            let mut response = detail(StatusCode::TOO_MANY_REQUESTS, &format!("{why}: try again in {retry_after_s} s"));
+            let value = HeaderValue::from_str(&retry_after_s.to_string()).expect("digits");
+            response.headers_mut().insert(RETRY_AFTER, value);
+            return response;
         }
+    }
+    match app.checkout(&request.cls, &request.customer_email).await {
         Ok(ok) => checkout_reply(&ok),
-        Err(e) => flow_error(e),
+        Err(e) => {
+            if limited {
+                app.throttle.no_hold(peer.ip(), admitted_ms);
+            }
+            flow_error(e)
+        }
     }
 }
 
-/// The address a browser or a tool on the appliance itself comes from.
+/// The address a browser or a tool on the appliance itself comes from (also as an IPv4-mapped
+/// address, on a dual-stack listener).
 fn is_local_tool(address: std::net::IpAddr) -> bool {
+    let address = crate::throttle::client_key(address);
     address == std::net::Ipv4Addr::LOCALHOST || address == std::net::Ipv6Addr::LOCALHOST
 }
 

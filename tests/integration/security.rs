@@ -186,11 +186,23 @@ async fn one_address_cannot_hold_more_than_its_share_while_others_still_buy() {
         let (status, reply) = from(n).checkout("A", &format!("fan{n}@example.com")).await;
         assert_eq!(status, StatusCode::OK, "another address buys: {reply}");
     }
-    assert_eq!(server.http.inventory().await["A"]["active_holds"], 8, "3 held by one address, 5 by others");
+    // Sent at the same moment, a bot's checkouts cannot all pass either.
+    let bot = from(20);
+    let burst = (0..10).map(|i| {
+        let bot = bot.clone();
+        tokio::spawn(async move { bot.checkout("A", &format!("burst{i}@example.com")).await.0 })
+    });
+    let mut statuses = Vec::new();
+    for checkout in burst.collect::<Vec<_>>() {
+        statuses.push(checkout.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count(), 7);
+    assert_eq!(server.http.inventory().await["A"]["active_holds"], 11, "3 + 3 held by two bots, 5 by others");
     let metrics = server.http.request(Method::GET, "/metrics", &[], vec![]).await.unwrap();
     let metrics = String::from_utf8_lossy(&metrics.body).to_string();
-    assert!(metrics.contains("tigerfans_http_requests_total{route=\"checkout\",status=\"429\"} 1"), "{metrics}");
-    assert!(metrics.contains("tigerfans_checkouts_throttled_total 1"));
+    assert!(metrics.contains("tigerfans_http_requests_total{route=\"checkout\",status=\"429\"} 8"), "{metrics}");
+    assert!(metrics.contains("tigerfans_checkouts_throttled_total 8"));
 }
 
 #[tokio::test]
