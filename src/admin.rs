@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::secrets::{create_private, hex, random_hex, read_or_create};
+use crate::slots::{self, Slot};
 
 pub const COOKIE_NAME: &str = "tf_admin";
 pub const SESSION_TTL_MS: u64 = 12 * 60 * 60 * 1000;
@@ -43,15 +44,6 @@ pub const LIMITER_ADDRESSES_MAX: usize = 4096;
 const LOGIN_CSRF_BUCKET_MS: u64 = 60 * 60 * 1000;
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// A slowed login attempt's place (see `Admin::delayed_login_slot`).
-pub struct DelayedLogin<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl Drop for DelayedLogin<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
 
 pub struct Admin {
     user_digest: [u8; 32],
@@ -229,12 +221,8 @@ impl Admin {
     }
 
     /// A place among the `LOGINS_DELAYED_MAX` slowed attempts, held until it is dropped.
-    pub fn delayed_login_slot(&self) -> Option<DelayedLogin<'_>> {
-        if self.delayed_logins.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= LOGINS_DELAYED_MAX {
-            self.delayed_logins.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            return None;
-        }
-        Some(DelayedLogin(&self.delayed_logins))
+    pub fn delayed_login_slot(&self) -> Option<Slot<'_>> {
+        slots::take(&self.delayed_logins, LOGINS_DELAYED_MAX)
     }
 
     pub fn login_failed(&self, address: IpAddr, now_ms: u64) {

@@ -29,6 +29,7 @@ pub mod order;
 pub mod payment;
 pub mod replica;
 pub mod secrets;
+pub mod slots;
 pub mod store;
 pub mod throttle;
 pub mod web;

@@ -21,6 +21,7 @@ use crate::admin::Admin;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::flow::App;
 use crate::order::{Order, OrderStatus};
+use crate::slots;
 use crate::store::ADMIN_LIST_MAX;
 
 /// Live admin views at once; more get 503 (each costs a snapshot per second).
@@ -186,17 +187,10 @@ pub async fn orders(app: &App, query: Option<&str>) -> Response<Body> {
         Ok(params) => params,
         Err(refused) => return refused.into(),
     };
-    if SEARCHES.fetch_add(1, Ordering::SeqCst) >= SEARCHES_MAX {
-        SEARCHES.fetch_sub(1, Ordering::SeqCst);
+    let Some(slot) = slots::take(&SEARCHES, SEARCHES_MAX) else {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "too many order searches at once; try again");
-    }
-    struct Slot;
-    impl Drop for Slot {
-        fn drop(&mut self) {
-            SEARCHES.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-    let (slot, store) = (Slot, app.store.clone());
+    };
+    let store = app.store.clone();
     let searched = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         store.recent_orders(limit, status, q.as_deref())
@@ -301,14 +295,6 @@ async fn snapshot(app: &App) -> Value {
     })
 }
 
-struct StreamSlot;
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        EVENT_STREAMS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// A frame the client has not taken within this time ends its stream: a client that stopped
 /// reading must not hold one of the `EVENT_STREAMS_MAX` slots (nor its snapshots) for good.
 pub const STREAM_WRITE_TIMEOUT_MS: u64 = 10_000;
@@ -341,11 +327,9 @@ async fn send_frame(sender: &mpsc::Sender<Bytes>, frame: Bytes, timeout: Duratio
 /// `text/event-stream` of `snapshot` events until the client leaves or stalls, its session
 /// expires, an admin logs out, or the server stops.
 pub fn events(app: Arc<App>, session: String) -> Response<Body> {
-    if EVENT_STREAMS.fetch_add(1, Ordering::SeqCst) >= EVENT_STREAMS_MAX {
-        EVENT_STREAMS.fetch_sub(1, Ordering::SeqCst);
+    let Some(slot) = slots::take(&EVENT_STREAMS, EVENT_STREAMS_MAX) else {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "too many live admin views");
-    }
-    let slot = StreamSlot;
+    };
     let (sender, receiver) = mpsc::channel::<Bytes>(2);
     tokio::spawn(async move {
         let _slot = slot;
