@@ -62,4 +62,7 @@ for p in meta["packages"]:
     mv "$tb_bin.tmp" "$tb_bin"
     rm -rf "$work"
 fi
+# 4. The web UI's QR decoder (jsQR, from the npm registry, pinned by web/vendor-src/package-lock.json):
+#    rust-embed compiles web/ into the binary, so it must be there before the build.
+"$root/scripts/vendor-web.sh"
 log "ready: $("$tb_bin" version | head -1)"

@@ -15,8 +15,20 @@
 //!   oversell (`exceeds_credits`). Overselling is impossible by construction.
 //! * A payment posts the hold (or voids it); an expired hold returns to Budget by itself.
 //!
-//! Balances read back as inventory: Budget credits = capacity, Spent credits_posted = sold,
-//! Spent credits_pending = held.
+//! * At the door, an admission moves the ticket's unit Spent → Admitted. Its id derives from the
+//!   order, so a second admission of the same ticket is TigerBeetle's `exists`: the ledger, not
+//!   the door, decides that a ticket gets in once. A forced refund of an admitted ticket first
+//!   moves the unit back (Admitted → Spent, the "unadmission").
+//! * A refund moves the unit Spent → Budget (back on sale), its id derived from the hold.
+//!
+//! ```text
+//!   Budget ──sold──▶ Spent ──admission──▶ Admitted
+//!     ▲                │ ◀──unadmission──┘
+//!     └────refund──────┘
+//! ```
+//!
+//! Balances read back as inventory (see `inventory`): refunds are Spent's debits that are not
+//! admissions, capacity is Budget's credits less refunds, held is Spent's pending credits.
 
 use sha2::{Digest, Sha256};
 use tb::error::CreateTransferErrorKind;
@@ -34,6 +46,7 @@ pub enum AccountKind {
     Operator = 1,
     Budget = 2,
     Spent = 3,
+    Admitted = 4,
 }
 
 /// Transfer codes: why units moved.
@@ -45,6 +58,12 @@ pub mod code {
     /// and TigerBeetle refuses a post whose code differs from its hold's: those endpoints can
     /// never post a customer's hold.
     pub const BENCH_HOLD: u16 = 4;
+    /// A ticket let in at the door: Spent → Admitted.
+    pub const ADMISSION: u16 = 5;
+    /// An admission taken back (a forced refund of an admitted ticket): Admitted → Spent.
+    pub const UNADMISSION: u16 = 6;
+    /// A sold unit returned to sale: Spent → Budget.
+    pub const REFUND: u16 = 7;
 }
 
 /// What is sold: a ticket class (by its id, at most 8 bytes) or the goodie pool.
@@ -106,8 +125,9 @@ pub fn account_id(ledger: u32, resource: Resource, kind: AccountKind) -> u128 {
     id
 }
 
-/// The three accounts of a resource, ready for `create_accounts` (`exists` is success).
-pub fn resource_accounts(ledger: u32, resource: Resource) -> [Account; 3] {
+/// The four accounts of a resource, ready for `create_accounts` (`exists` is success; a ledger
+/// made before the door existed gets its Admitted accounts at the next start).
+pub fn resource_accounts(ledger: u32, resource: Resource) -> [Account; 4] {
     let make = |kind: AccountKind| {
         Account::new(account_id(ledger, resource, kind), ledger, kind as u16).with_user_data_64(resource.key)
     };
@@ -115,6 +135,7 @@ pub fn resource_accounts(ledger: u32, resource: Resource) -> [Account; 3] {
         make(AccountKind::Operator),
         make(AccountKind::Budget).with_flags(account::Flags::DEBITS_MUST_NOT_EXCEED_CREDITS),
         make(AccountKind::Spent),
+        make(AccountKind::Admitted),
     ]
 }
 
@@ -234,12 +255,83 @@ pub fn book_now(ledger: u32, resource: Resource, hold_id: u128, order_id: u128) 
         .with_user_data_128(order_id)
 }
 
+pub fn admission_id(order_id: u128) -> u128 {
+    derive_id(b"admit", &[order_id])
+}
+
+pub fn unadmission_id(order_id: u128) -> u128 {
+    derive_id(b"unadmit", &[order_id])
+}
+
+pub fn refund_id(hold_id: u128) -> u128 {
+    derive_id(b"refund", &[hold_id])
+}
+
+/// A door's name as the ledger keeps it: at most 8 bytes of `[a-z0-9_-]`, big-endian in a u64
+/// (so the ledger alone can answer where a ticket got in).
+pub fn door_key(door: &str) -> Option<u64> {
+    let valid = (1..=8).contains(&door.len())
+        && door.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    valid.then(|| {
+        let mut key = [0u8; 8];
+        key[..door.len()].copy_from_slice(door.as_bytes());
+        u64::from_be_bytes(key)
+    })
+}
+
+pub fn door_name(key: u64) -> String {
+    let bytes = key.to_be_bytes();
+    String::from_utf8_lossy(&bytes[..bytes.iter().position(|b| *b == 0).unwrap_or(8)]).into_owned()
+}
+
+/// What a door scan asks the ledger: one unit of the order's ticket Spent → Admitted, with the
+/// door and the staff member's number in it. Its id derives from the order: only the first scan
+/// of a ticket creates it; a retry of the very same scan (same door, same staff) is `exists`,
+/// any other is `exists` with a different door or staff.
+pub fn admission(ledger: u32, resource: Resource, order_id: u128, door: u64, staff: u32) -> Transfer {
+    assert!(door != 0, "doors are named");
+    Transfer::new(admission_id(order_id))
+        .with_debit_account_id(account_id(ledger, resource, AccountKind::Spent))
+        .with_credit_account_id(account_id(ledger, resource, AccountKind::Admitted))
+        .with_amount(1)
+        .with_ledger(ledger)
+        .with_code(code::ADMISSION)
+        .with_user_data_128(order_id)
+        .with_user_data_64(door)
+        .with_user_data_32(staff)
+}
+
+/// Takes an admission back before its ticket is refunded (linked to the refund).
+pub fn unadmission(ledger: u32, resource: Resource, order_id: u128) -> Transfer {
+    Transfer::new(unadmission_id(order_id))
+        .with_debit_account_id(account_id(ledger, resource, AccountKind::Admitted))
+        .with_credit_account_id(account_id(ledger, resource, AccountKind::Spent))
+        .with_amount(1)
+        .with_ledger(ledger)
+        .with_code(code::UNADMISSION)
+        .with_user_data_128(order_id)
+}
+
+/// Returns an order's unit of a resource to sale; `hold_id` is the order's hold of it.
+pub fn refund(ledger: u32, resource: Resource, hold_id: u128, order_id: u128) -> Transfer {
+    Transfer::new(refund_id(hold_id))
+        .with_debit_account_id(account_id(ledger, resource, AccountKind::Spent))
+        .with_credit_account_id(account_id(ledger, resource, AccountKind::Budget))
+        .with_amount(1)
+        .with_ledger(ledger)
+        .with_code(code::REFUND)
+        .with_user_data_128(order_id)
+}
+
 /// The result of one transfer, as far as the application cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferResult {
     Created,
     /// The same transfer was created before: an idempotent success.
     Exists,
+    /// A transfer with this id exists with other user data (an admission from another door or
+    /// staff member).
+    ExistsOtherwise,
     /// Budget has no unit left: sold out.
     ExceedsCredits,
     /// A previous attempt with this id failed transiently (e.g. sold out): same answer again.
@@ -258,6 +350,8 @@ impl TransferResult {
     pub fn from_error(kind: CreateTransferErrorKind, code: u32) -> TransferResult {
         match kind {
             CreateTransferErrorKind::Exists => TransferResult::Exists,
+            CreateTransferErrorKind::ExistsWithDifferentUserData64
+            | CreateTransferErrorKind::ExistsWithDifferentUserData32 => TransferResult::ExistsOtherwise,
             CreateTransferErrorKind::ExceedsCredits => TransferResult::ExceedsCredits,
             CreateTransferErrorKind::IdAlreadyFailed => TransferResult::IdAlreadyFailed,
             CreateTransferErrorKind::PendingTransferExpired => TransferResult::PendingExpired,
@@ -278,22 +372,30 @@ impl TransferResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Inventory {
     pub capacity: u64,
+    /// Sold and not refunded.
     pub sold: u64,
     pub active_holds: u64,
     pub available: u64,
+    /// Let in at the door (and not taken back).
+    pub admitted: u64,
+    pub refunded: u64,
 }
 
-/// Reads inventory off a resource's Budget and Spent accounts.
-pub fn inventory(budget: &Account, spent: &Account) -> Inventory {
+/// Reads inventory off a resource's Budget, Spent and Admitted accounts.
+pub fn inventory(budget: &Account, spent: &Account, admitted: &Account) -> Inventory {
     let narrow = |v: u128| u64::try_from(v).expect("unit balances fit in u64 (CAPACITY_MAX)");
-    let capacity = narrow(budget.credits_posted());
-    let sold = narrow(spent.credits_posted());
+    // Spent's debits are admissions and refunds; Admitted's credits are the admissions.
+    let refunded = narrow(spent.debits_posted() - admitted.credits_posted());
+    let capacity = narrow(budget.credits_posted()) - refunded;
+    let sold = narrow(budget.debits_posted()) - refunded;
     let held = narrow(spent.credits_pending());
-    // Double entry: what Budget gave is what Spent received.
-    assert_eq!(budget.debits_posted(), spent.credits_posted());
+    // Double entry: what Budget gave (and Admitted gave back) is what Spent received.
+    assert_eq!(budget.debits_posted() + admitted.debits_posted(), spent.credits_posted());
     assert_eq!(budget.debits_pending(), spent.credits_pending());
     assert!(sold + held <= capacity, "debits exceed credits on a Budget account");
-    Inventory { capacity, sold, active_holds: held, available: capacity - sold - held }
+    let admitted = narrow(admitted.credits_posted() - admitted.debits_posted());
+    assert!(admitted <= sold + refunded, "more admitted than ever sold");
+    Inventory { capacity, sold, active_holds: held, available: capacity - sold - held, admitted, refunded }
 }
 
 #[cfg(test)]
@@ -307,7 +409,7 @@ mod tests {
         let mut ids = Vec::new();
         for ledger in [1, 2] {
             for resource in [a, b, Resource::GOODIES] {
-                for kind in [AccountKind::Operator, AccountKind::Budget, AccountKind::Spent] {
+                for kind in [AccountKind::Operator, AccountKind::Budget, AccountKind::Spent, AccountKind::Admitted] {
                     ids.push(account_id(ledger, resource, kind));
                 }
             }
@@ -321,7 +423,8 @@ mod tests {
 
     #[test]
     fn budget_forbids_overdraft() {
-        let [operator, budget, spent] = resource_accounts(3, Resource::class("A"));
+        let [operator, budget, spent, admitted] = resource_accounts(3, Resource::class("A"));
+        assert!(admitted.flags().is_empty());
         assert!(operator.flags().is_empty());
         assert!(budget.flags().contains(account::Flags::DEBITS_MUST_NOT_EXCEED_CREDITS));
         assert!(spent.flags().is_empty());
@@ -355,6 +458,25 @@ mod tests {
         assert!(p.flags().contains(transfer::Flags::POST_PENDING_TRANSFER));
         let v = void(hold_id);
         assert!(v.flags().contains(transfer::Flags::VOID_PENDING_TRANSFER));
+    }
+
+    #[test]
+    fn admissions_and_refunds() {
+        assert_eq!(door_key("north").map(door_name).as_deref(), Some("north"));
+        assert_eq!(door_key("gate-12_"), Some(u64::from_be_bytes(*b"gate-12_")));
+        for bad in ["", "North", "toolongname", "a b", "é"] {
+            assert_eq!(door_key(bad), None, "{bad:?}");
+        }
+        let a = admission(1, Resource::class("A"), 9, door_key("north").unwrap(), 3);
+        assert_eq!(a.id(), admission_id(9));
+        assert_ne!(admission_id(9), admission_id(10));
+        assert_ne!(admission_id(9), unadmission_id(9));
+        assert_eq!((a.user_data_128(), a.user_data_32(), a.code()), (9, 3, code::ADMISSION));
+        assert_eq!(a.credit_account_id(), account_id(1, Resource::class("A"), AccountKind::Admitted));
+        let r = refund(1, Resource::class("A"), 7, 9);
+        assert_eq!(r.id(), refund_id(7));
+        assert_eq!(r.credit_account_id(), account_id(1, Resource::class("A"), AccountKind::Budget));
+        assert_eq!(unadmission(1, Resource::class("A"), 9).debit_account_id(), a.credit_account_id());
     }
 
     #[test]

@@ -45,6 +45,12 @@ const LOGIN_CSRF_BUCKET_MS: u64 = 60 * 60 * 1000;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// When a session (already checked valid) was issued: its expiry less the session's lifetime.
+pub fn session_issued_at_ms(session: &str) -> u64 {
+    let expiry = session.split('.').nth(1).and_then(|e| e.parse::<u64>().ok()).unwrap_or(0);
+    expiry.saturating_sub(SESSION_TTL_MS)
+}
+
 pub struct Admin {
     user_digest: [u8; 32],
     password_digest: [u8; 32],
@@ -107,9 +113,13 @@ impl Admin {
         self.logouts.subscribe()
     }
 
-    fn session_mac(&self, expiry: &str, nonce: &str) -> String {
+    fn session_mac(&self, number: &str, expiry: &str, nonce: &str) -> String {
         let generation = self.generation.read().expect("generation lock");
-        self.mac(&["session", &generation, expiry, nonce])
+        // The generation is the configured admin's: its logout ends every admin session. A
+        // staff account's logout ends its own sessions (`staff::StaffRecord::sessions_since_ms`),
+        // not everyone's at the doors.
+        let generation = if number == "1" { generation.as_str() } else { "staff" };
+        self.mac(&["session", generation, number, expiry, nonce])
     }
 
     /// Ends every session issued so far (logout). The new generation is kept in the data dir, so
@@ -147,34 +157,44 @@ impl Admin {
         (user_ok & password_ok).into()
     }
 
-    /// A new session cookie value: `expiry.nonce.mac`.
-    pub fn new_session(&self, now_ms: u64) -> String {
-        let expiry = (now_ms + SESSION_TTL_MS).to_string();
+    /// A new session cookie value for staff member `number` (`staff::ADMIN_NUMBER` for the
+    /// configured admin): `number.expiry.nonce.mac`.
+    pub fn new_session(&self, now_ms: u64, number: u32) -> String {
+        let (number, expiry) = (number.to_string(), (now_ms + SESSION_TTL_MS).to_string());
         let nonce = random_hex(16);
-        let mac = self.session_mac(&expiry, &nonce);
-        format!("{expiry}.{nonce}.{mac}")
+        let mac = self.session_mac(&number, &expiry, &nonce);
+        format!("{number}.{expiry}.{nonce}.{mac}")
     }
 
-    /// The session in a `Cookie` header, if it is ours, intact, of this generation and not expired.
-    pub fn session_from_cookies(&self, cookie_header: Option<&str>, now_ms: u64) -> Option<String> {
+    /// The session in a `Cookie` header and its staff number, if it is ours, intact, of this
+    /// generation and not expired (whether that staff account still exists is the caller's).
+    pub fn session_from_cookies(&self, cookie_header: Option<&str>, now_ms: u64) -> Option<(String, u32)> {
         let value = cookie_header?
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == COOKIE_NAME)?
             .1;
-        self.session_still_valid(value, now_ms).then(|| value.to_string())
+        self.session_number(value, now_ms).map(|number| (value.to_string(), number))
     }
 
     /// Whether a session value is ours, intact, of this generation and not expired (checked
     /// again by long-lived streams: a logout or the expiry ends them).
     pub fn session_still_valid(&self, session: &str, now_ms: u64) -> bool {
-        let mut parts = session.splitn(3, '.');
-        let (Some(expiry), Some(nonce), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
-            return false;
+        self.session_number(session, now_ms).is_some()
+    }
+
+    /// The staff number of a valid session.
+    fn session_number(&self, session: &str, now_ms: u64) -> Option<u32> {
+        let mut parts = session.splitn(4, '.');
+        let (Some(number), Some(expiry), Some(nonce), Some(mac)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
         };
-        let expected = self.session_mac(expiry, nonce);
-        bool::from(expected.as_bytes().ct_eq(mac.as_bytes()))
-            && expiry.parse::<u64>().is_ok_and(|expiry| expiry > now_ms)
+        let expected = self.session_mac(number, expiry, nonce);
+        let valid = bool::from(expected.as_bytes().ct_eq(mac.as_bytes()))
+            && expiry.parse::<u64>().is_ok_and(|expiry| expiry > now_ms);
+        valid.then(|| number.parse().ok()).flatten()
     }
 
     pub fn session_cookie(value: &str) -> String {
@@ -268,11 +288,14 @@ mod tests {
     #[test]
     fn sessions_are_signed_and_expire() {
         let a = admin();
-        let s = a.new_session(1_000);
+        let s = a.new_session(1_000, 7);
         let header = format!("other=1; {COOKIE_NAME}={s}");
-        assert_eq!(a.session_from_cookies(Some(&header), 2_000).as_deref(), Some(s.as_str()));
+        assert_eq!(a.session_from_cookies(Some(&header), 2_000), Some((s.clone(), 7)));
+        let other_staff = s.replacen("7.", "8.", 1);
+        assert!(!a.session_still_valid(&other_staff, 2_000), "the number is signed");
         assert_eq!(a.session_from_cookies(Some(&header), 1_000 + SESSION_TTL_MS), None, "expired");
-        let forged = s.replacen('1', "2", 1);
+        let forged = s.replacen("7.4", "7.5", 1);
+        assert_ne!(forged, s);
         assert_eq!(a.session_from_cookies(Some(&format!("{COOKIE_NAME}={forged}")), 2_000), None);
         let other_install = Admin::new("admin", "s3cret-pass", b"another-secret");
         assert_eq!(other_install.session_from_cookies(Some(&header), 2_000), None);
@@ -288,11 +311,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let a = Admin::load_or_create(&dir, "admin", Some("s3cret-pass")).unwrap();
-        let (one, two) = (a.new_session(0), a.new_session(0));
+        let (one, two) = (a.new_session(0, 1), a.new_session(0, 1));
         assert!(a.session_still_valid(&one, 1) && a.session_still_valid(&two, 1));
         a.end_all_sessions().unwrap();
         assert!(!a.session_still_valid(&one, 1) && !a.session_still_valid(&two, 1), "both ended");
-        let three = a.new_session(0);
+        let three = a.new_session(0, 1);
         assert!(a.session_still_valid(&three, 1));
         // The same install after a restart: the ended ones stay ended, the new one lives.
         let restarted = Admin::load_or_create(&dir, "admin", Some("s3cret-pass")).unwrap();
@@ -304,10 +327,10 @@ mod tests {
     #[test]
     fn csrf_tokens_bind_to_the_session() {
         let a = admin();
-        let s = a.new_session(0);
+        let s = a.new_session(0, 1);
         let t = a.csrf_token(Some(&s), 0);
         assert!(a.csrf_valid(Some(&s), &t, 0));
-        assert!(!a.csrf_valid(Some(&a.new_session(0)), &t, 0));
+        assert!(!a.csrf_valid(Some(&a.new_session(0, 1)), &t, 0));
         let login = a.csrf_token(None, 5);
         assert!(a.csrf_valid(None, &login, LOGIN_CSRF_BUCKET_MS + 5), "valid into the next hour");
         assert!(!a.csrf_valid(None, &login, 3 * LOGIN_CSRF_BUCKET_MS));

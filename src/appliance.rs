@@ -158,6 +158,9 @@ fn build_app(
         admin,
         webhook_secret,
         payment_locks: Default::default(),
+        door_locks: Default::default(),
+        ticket_key: crate::ticket::TicketKey::load_or_create(&options.data_dir)?,
+        manual_codes: Default::default(),
         readiness: Default::default(),
         throttle: Throttle::new(ThrottleLimits {
             checkouts_per_minute: options.config.checkouts_per_minute_per_client,

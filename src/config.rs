@@ -80,6 +80,11 @@ pub struct Config {
     /// own name (`http::hosts`): the name the venue gives it, e.g. `tickets.venue.lan`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// The demo payment provider: its page, its buttons, and online checkout. With it on,
+    /// anyone can mark their own order paid (a demo, a kiosk, the Ticket Challenge). A real
+    /// event sets it false: online sales close (403) and tickets are sold at the box office.
+    #[serde(default = "default_mockpay")]
+    pub mockpay: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +116,9 @@ fn default_checkouts_per_minute_per_client() -> u32 {
 }
 fn default_holds_per_client() -> u32 {
     20
+}
+fn default_mockpay() -> bool {
+    true
 }
 fn default_admin_user() -> String {
     "admin".to_string()
@@ -149,6 +157,7 @@ impl Default for Config {
             checkouts_per_minute_per_client: default_checkouts_per_minute_per_client(),
             holds_per_client: default_holds_per_client(),
             allowed_hosts: Vec::new(),
+            mockpay: default_mockpay(),
         }
     }
 }

@@ -163,14 +163,15 @@ impl Ledger {
                 [
                     accounting::account_id(ledger, *r, AccountKind::Budget),
                     accounting::account_id(ledger, *r, AccountKind::Spent),
+                    accounting::account_id(ledger, *r, AccountKind::Admitted),
                 ]
             })
             .collect();
         let accounts = self.lookup_accounts(ids.clone()).await?;
         let find = |id: u128| accounts.iter().find(|a| a.id() == id).ok_or_else(|| anyhow!("account {id} not found"));
         let mut out = Vec::with_capacity(resources.len());
-        for pair in ids.chunks(2) {
-            out.push(accounting::inventory(find(pair[0])?, find(pair[1])?));
+        for three in ids.chunks(3) {
+            out.push(accounting::inventory(find(three[0])?, find(three[1])?, find(three[2])?));
         }
         let goodies = out.pop().expect("goodies are the last resource");
         Ok((out, goodies))

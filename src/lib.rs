@@ -5,7 +5,8 @@
 //! `accounting` for two holds → `batcher` packs them with everyone else's into one TigerBeetle
 //! call (`ledger`) → `store` group-commits the session and the PENDING order → the response
 //! leaves after the fsync. A payment event: `http::shop::webhook` → `flow::payment` (verify with
-//! `payment`, post or void the holds, record the outcome). Layers, top to bottom: `main` →
+//! `payment`, post or void the holds, record the outcome). A door scan: `http::door::scan` →
+//! `flow::door` (read the `ticket` code, admit it in the ledger, record the admission). Layers, top to bottom: `main` →
 //! `appliance` → `http` → `flow` → `batcher`/`ledger`/`store`/`replica` → `accounting`,
 //! `order`, `payment`, `config`, `ids`, `clock`; `scripts/check-layers.py` checks that no
 //! import runs in a cycle.
@@ -30,6 +31,8 @@ pub mod payment;
 pub mod replica;
 pub mod secrets;
 pub mod slots;
+pub mod staff;
 pub mod store;
 pub mod throttle;
+pub mod ticket;
 pub mod web;

@@ -120,10 +120,14 @@ pub enum RouteLabel {
     AdminEvents,
     AdminApi,
     BenchResults,
+    DoorScan,
+    BoxOffice,
+    StaffApi,
+    Export,
 }
 
 impl RouteLabel {
-    pub const ALL: [RouteLabel; 22] = [
+    pub const ALL: [RouteLabel; 26] = [
         RouteLabel::Page,
         RouteLabel::MockPay,
         RouteLabel::Emit,
@@ -146,6 +150,10 @@ impl RouteLabel {
         RouteLabel::AdminEvents,
         RouteLabel::AdminApi,
         RouteLabel::BenchResults,
+        RouteLabel::DoorScan,
+        RouteLabel::BoxOffice,
+        RouteLabel::StaffApi,
+        RouteLabel::Export,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -172,6 +180,10 @@ impl RouteLabel {
             RouteLabel::AdminEvents => "admin_events",
             RouteLabel::AdminApi => "admin_api",
             RouteLabel::BenchResults => "bench_results",
+            RouteLabel::DoorScan => "door_scan",
+            RouteLabel::BoxOffice => "box_office",
+            RouteLabel::StaffApi => "staff_api",
+            RouteLabel::Export => "export",
         }
     }
 
@@ -233,6 +245,8 @@ pub struct Metrics {
     pub expired: Counter,
     /// Payments that succeeded after they had failed or been canceled (booked late, or to refund).
     pub late_successes: Counter,
+    /// Tickets let in at the door (scans answered `admitted`).
+    pub admissions: Counter,
 }
 
 impl Metrics {
@@ -321,6 +335,7 @@ impl Metrics {
             ("tigerfans_payment_events_total", &self.payment_events),
             ("tigerfans_expired_total", &self.expired),
             ("tigerfans_late_successes_total", &self.late_successes),
+            ("tigerfans_admissions_total", &self.admissions),
         ] {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", counter.get());
         }

@@ -13,16 +13,19 @@ pub enum OrderStatus {
     Failed,
     Canceled,
     Expired,
+    /// Paid, then refunded by the admin: its unit (if it had one) is back on sale.
+    Refunded,
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 6] = [
+    pub const ALL: [OrderStatus; 7] = [
         OrderStatus::Pending,
         OrderStatus::Paid,
         OrderStatus::PaidUnfulfilled,
         OrderStatus::Failed,
         OrderStatus::Canceled,
         OrderStatus::Expired,
+        OrderStatus::Refunded,
     ];
 
     /// The position in `ALL`: an index for per-status counters.
@@ -38,6 +41,7 @@ impl OrderStatus {
             OrderStatus::Failed => "FAILED",
             OrderStatus::Canceled => "CANCELED",
             OrderStatus::Expired => "EXPIRED",
+            OrderStatus::Refunded => "REFUNDED",
         }
     }
 
@@ -59,7 +63,7 @@ impl OrderStatus {
         match self {
             OrderStatus::Pending | OrderStatus::Expired => true,
             OrderStatus::Failed | OrderStatus::Canceled => outcome.is_paid(),
-            OrderStatus::Paid | OrderStatus::PaidUnfulfilled => false,
+            OrderStatus::Paid | OrderStatus::PaidUnfulfilled | OrderStatus::Refunded => false,
         }
     }
 
@@ -111,6 +115,64 @@ pub struct Order {
     pub ticket_hold_id: u128,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodie_hold_id: Option<u128>,
+    /// A box-office sale: how it was paid and who sold it (`None` for online orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale: Option<Sale>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<Refund>,
+}
+
+/// How a box-office sale was paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentMethod {
+    Cash,
+    Card,
+}
+
+impl PaymentMethod {
+    pub fn parse(s: &str) -> Option<PaymentMethod> {
+        match s {
+            "cash" => Some(PaymentMethod::Cash),
+            "card" => Some(PaymentMethod::Card),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Cash => "cash",
+            PaymentMethod::Card => "card",
+        }
+    }
+}
+
+/// A box-office sale's marks on its order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sale {
+    pub method: PaymentMethod,
+    pub staff: String,
+}
+
+/// Who refunded an order, when and why; `forced`: its ticket had been admitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub at_ms: u64,
+    pub by: String,
+    pub reason: String,
+    pub forced: bool,
+}
+
+/// A ticket let in at the door, as the store records it (the ledger's admission decides; this
+/// record is what the admin view and the exports read, and what tells a retried scan from a
+/// second one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    pub order_id: String,
+    pub cls: String,
+    pub admitted_at_ms: u64,
+    pub door: String,
+    pub staff: String,
 }
 
 /// Event ids an order remembers. Beyond this the oldest is forgotten: a very late replay of it
@@ -164,7 +226,14 @@ impl Order {
             event_keys: Vec::new(),
             ticket_hold_id: session.ticket_hold_id,
             goodie_hold_id: session.goodie_hold_id,
+            sale: None,
+            refund: None,
         }
+    }
+
+    /// Whether the ledger holds a unit of its class for this order (sold, and not refunded).
+    pub fn holds_ticket(&self) -> bool {
+        self.status == OrderStatus::Paid
     }
 
     /// Applies a payment event: its outcome if the order is still open, and its id to the
@@ -215,6 +284,7 @@ mod tests {
         assert!(Pending.accepts(Failed) && Expired.accepts(Paid));
         assert!(Failed.accepts(Paid) && Canceled.accepts(PaidUnfulfilled) && !Failed.accepts(Canceled));
         assert!(!Paid.accepts(Failed) && !PaidUnfulfilled.accepts(Paid));
+        assert!(!Refunded.accepts(Paid) && !Refunded.is_open() && !Refunded.is_paid());
         let session = Session {
             psid: "ps_1".into(),
             order_id: "o1".into(),

@@ -143,7 +143,7 @@ function renderOrders() {
   syncRows($('#orders tbody'), rows, (o) => o.order_id,
     (o) => h('tr', { dataset: { orderId: o.order_id } },
       h('td', { className: 'tabular' }), h('td', {}, h('span', { className: 'badge' })), h('td'),
-      h('td', { className: 'email' }), h('td', { className: 'num' }), h('td', {}, h('code')), h('td')),
+      h('td', { className: 'email' }), h('td', { className: 'num' }), h('td', {}, h('code')), h('td'), h('td')),
     (tr, o) => {
       tr.dataset.status = o.status;
       setText(tr.cells[0], TF.time(o.created_at));
@@ -155,6 +155,7 @@ function renderOrders() {
       setText(tr.cells[4], money(o.amount, o.currency || currency));
       setText(tr.cells[5].firstChild, o.ticket_code || '—');
       setText(tr.cells[6], o.got_goodie ? 'yes' : '—');
+      syncRefundButton(tr.cells[7], o);
     }, status || q ? 'No order matches among the ones loaded. Try "Load more".' : 'No orders yet.');
   setText($('#orders-info'), `Showing ${int(rows.length)} of ${int(merged.size)} loaded orders` +
     (total !== null ? ` (${int(total)} in total).` : '.') + ' The newest 50 update live.');
@@ -163,7 +164,7 @@ function renderOrders() {
   setText(btn, noMore ? (capped ? 'Newest 500 loaded' : 'No more orders') : 'Load more');
   btn.title = capped ? 'The server lists at most the newest 500 matching orders: filter by status or search to narrow it.' : '';
 }
-filterSel.addEventListener('change', () => { noMore = capped = false; renderOrders(); });
+filterSel.addEventListener('change', () => { noMore = capped = false; renderOrders(); updateExports(); });
 search.addEventListener('input', () => { noMore = capped = false; renderOrders(); });
 
 $('#load-more').addEventListener('click', async () => {
@@ -202,7 +203,10 @@ function setLiveError(title, ...lines) {
 function apply(s) {
   if (s.inventory && s.inventory.error) setLiveError('Inventory unavailable (TigerBeetle).', String(s.inventory.error));
   else if (s.inventory) { setLiveError(''); renderInventory(s.inventory); }
-  if (s.counts) { renderCounts(s.counts); total = Object.values(s.counts).reduce((a, b) => a + (Number(b) || 0), 0); }
+  if (s.counts) {
+    renderCounts(s.counts); total = Object.values(s.counts).reduce((a, b) => a + (Number(b) || 0), 0);
+    if (toRefundSeen !== (s.counts.PAID_UNFULFILLED || 0)) { toRefundSeen = s.counts.PAID_UNFULFILLED || 0; loadToRefund(); }
+  }
   if (s.holds) renderHolds(s.holds, s.server_time);
   if (s.expired) renderExpired(s.expired);
   if (s.orders) {
@@ -255,3 +259,145 @@ connect();
 setInterval(() => {
   if (Date.now() - lastSnapshot > 5000) { setLive(false); if (!document.hidden) poll().catch(() => {}); }
 }, 3000);
+
+// --- staff JSON POSTs: the logout form's CSRF token, fetched again once if it was refused ----
+async function csrfToken(fresh) {
+  const field = $('#logout input[name=csrf]');
+  if (field.value && !fresh) return field.value;
+  const r = await TF.api('/api/admin/csrf');
+  if (r.status === 401) { toLogin(); return ''; }
+  if (r.ok && r.data.csrf) { field.value = r.data.csrf; $('#logout button').disabled = false; }
+  return field.value;
+}
+async function adminPost(url, body) {
+  const send = async (token) => TF.postJSON(url, body, { 'x-csrf-token': token });
+  let r = await send(await csrfToken());
+  if (r.status === 403 && /csrf/i.test(String(r.data.detail || ''))) r = await send(await csrfToken(true));
+  if (r.status === 401) toLogin();
+  return r;
+}
+
+// --- refunds -----------------------------------------------------------------------------------
+const REFUNDABLE = ['PAID', 'PAID_UNFULFILLED'];
+const refundButton = (id) => h('button', { type: 'button', className: 'refund small danger', dataset: { orderId: id } }, 'Refund');
+function syncRefundButton(cell, o) {
+  const btn = cell.querySelector('button.refund');
+  if (REFUNDABLE.includes(o.status) && !btn) cell.appendChild(refundButton(o.order_id));
+  else if (!REFUNDABLE.includes(o.status) && btn) btn.remove();
+}
+// The answer shows in the card the button is in (#refund-notice or #to-refund-notice).
+async function refund(btn) {
+  const id = btn.dataset.orderId;
+  const box = btn.closest('section').querySelector('.notice.action');
+  if (!confirm(`Refund order ${id}?\n\nIts ticket stops working at the door.`)) return;
+  const reason = prompt('Reason for the refund (kept in the activity log):', '');
+  if (reason === null) return;
+  const url = '/api/admin/orders/' + encodeURIComponent(id) + '/refund';
+  btn.disabled = true;
+  let r = await adminPost(url, { reason: reason.trim(), force: false });
+  // 409: the ticket was already used at the door; refunding it anyway is the admin's call.
+  if (r.status === 409) {
+    if (!confirm(`${r.data.detail || 'The ticket was admitted at the door.'}\n\nAlready admitted — refund anyway?`)) {
+      btn.disabled = false;
+      return TF.notice(box, '', 'Not refunded.', r.data.detail || '');
+    }
+    r = await adminPost(url, { reason: reason.trim(), force: true });
+  }
+  btn.disabled = false;
+  if (r.status === 401) return;
+  if (!r.ok) return TF.notice(box, 'error', `Order ${id} was not refunded.`, r.data.detail || `HTTP ${r.status}`);
+  box.dataset.orderId = id;
+  TF.notice(box, 'ok', `Order ${id} refunded.`, r.data.instruction || '');
+  for (const o of [...liveOrders, ...extraOrders.values()]) if (o.order_id === id) Object.assign(o, r.data);
+  renderOrders();
+  loadToRefund();
+  loadActivity();
+}
+
+let toRefundSeen = null;
+async function loadToRefund() {
+  const r = await TF.api('/api/admin/orders?status=PAID_UNFULFILLED&limit=' + LIST_MAX);
+  if (r.status === 401) return toLogin();
+  if (!r.ok) return;
+  const list = r.data.orders || [];
+  setText($('#to-refund-count'), int(list.length));
+  syncRows($('#to-refund tbody'), list, (o) => o.order_id,
+    (o) => h('tr', { dataset: { orderId: o.order_id } }, h('td', { className: 'tabular' }), h('td', {}, h('code', { className: 'id', title: o.order_id })),
+      h('td'), h('td', { className: 'email' }), h('td', { className: 'num' }), h('td', {}, refundButton(o.order_id))),
+    (tr, o) => {
+      setCells(tr, [TF.time(o.paid_at || o.created_at), o.order_id, o.cls, o.email, money(o.amount, o.currency || currency)]);
+      tr.cells[2].title = classNames[o.cls] || '';
+    }, 'Nothing to refund.');
+}
+TF.every(30000, loadToRefund);
+
+// --- staff accounts ------------------------------------------------------------------------------
+async function loadStaff() {
+  const r = await TF.api('/api/admin/staff');
+  if (r.status === 401) return toLogin();
+  if (!r.ok) return TF.notice($('#staff-notice'), 'error', 'The staff list is unavailable.', r.data.detail || `HTTP ${r.status}`);
+  syncRows($('#staff-list tbody'), r.data.staff || [], (s) => s.name,
+    (s) => h('tr', { dataset: { name: s.name } }, h('td'), h('td'), h('td', { className: 'tabular' }),
+      h('td', {}, h('button', { type: 'button', className: 'staff-remove small secondary', dataset: { name: s.name } }, 'Remove'))),
+    (tr, s) => { setCells(tr, [s.name, s.role, TF.dateTime(s.created_at)]); tr.dataset.role = s.role; },
+    'No staff accounts.');
+}
+$('#staff-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const box = $('#staff-notice'), btn = $('#staff-add');
+  const body = { name: $('#staff-name').value.trim(), password: $('#staff-password').value, role: $('#staff-role').value };
+  btn.disabled = true;
+  const r = await adminPost('/api/admin/staff', body);
+  btn.disabled = false;
+  if (r.status === 401) return;
+  if (!r.ok) return TF.notice(box, 'error', r.status === 409 ? `${body.name} exists already.` : 'The account was not added.', r.data.detail || `HTTP ${r.status}`);
+  TF.notice(box, 'ok', `Added ${r.data.name || body.name} (${r.data.role || body.role}).`);
+  $('#staff-form').reset();
+  loadStaff();
+  loadActivity();
+});
+async function removeStaff(btn) {
+  const name = btn.dataset.name, box = $('#staff-notice');
+  if (!confirm(`Remove the account ${name}?\n\nIts sessions end at once.`)) return;
+  btn.disabled = true;
+  const r = await adminPost('/api/admin/staff/' + encodeURIComponent(name) + '/remove', {});
+  btn.disabled = false;
+  if (r.status === 401) return;
+  if (!r.ok) TF.notice(box, 'error', `${name} was not removed.`, r.data.detail || `HTTP ${r.status}`);
+  else TF.notice(box, 'ok', `Removed ${name}.`);
+  loadStaff();
+  loadActivity();
+}
+// One listener for the buttons of rows that come and go.
+document.addEventListener('click', (e) => {
+  const btn = e.target.closest && e.target.closest('button.refund, button.staff-remove');
+  if (!btn || btn.disabled) return;
+  if (btn.classList.contains('refund')) refund(btn); else removeStaff(btn);
+});
+loadStaff();
+
+// --- activity log and exports --------------------------------------------------------------------
+let activityShown = '';
+async function loadActivity() {
+  const r = await TF.api('/api/admin/activity?limit=50');
+  if (r.status === 401) return toLogin();
+  setText($('#activity-note'), r.ok ? 'The newest 50 entries.' : 'Activity unavailable: ' + (r.data.detail || `HTTP ${r.status}`));
+  if (!r.ok) return;
+  const list = (r.data.entries || []).slice(0, 50);
+  const text = JSON.stringify(list);
+  if (text === activityShown) return;    // rebuilt only when it changed: keeps a selection
+  activityShown = text;
+  const detail = (d) => (d === null || d === undefined ? '' : typeof d === 'object' ? JSON.stringify(d) : String(d));
+  $('#activity tbody').replaceChildren(...(list.length ? list.map((a) => h('tr', { dataset: { action: a.action } },
+    h('td', { className: 'tabular', title: TF.dateTime(a.at) }, TF.time(a.at)), h('td', {}, a.staff), h('td', {}, a.action),
+    h('td', { className: 'detail' }, detail(a.detail))))
+    : [h('tr', {}, h('td', { colspan: 4, className: 'empty' }, 'Nothing yet.'))]));
+}
+TF.every(10000, loadActivity);
+
+function updateExports() {
+  const status = filterSel.value;
+  $('#export-orders').href = '/api/admin/export/orders.csv' + (status ? '?status=' + encodeURIComponent(status) : '');
+  setText($('#export-orders-filter'), status ? `(${status})` : '(all)');
+}
+updateExports();

@@ -8,11 +8,14 @@
 //! * a hold posted or voided while its order is still open is an unacknowledged webhook: the
 //!   provider's retry records it (a mismatch until then, with the order ids to look at);
 //! * a PAID order whose unit is not sold, a unit sold twice, an overdrawn budget, a count that
-//!   disagrees with the orders: these must never happen (mismatches).
+//!   disagrees with the orders: these must never happen (mismatches);
+//! * at the door and for refunds (`reconcile::door`): an admission of an order that is not paid,
+//!   a ticket admitted twice, more inside than sold, a refund that did not return its units.
 //!
 //! `reconcile` is pure: balances, every transfer on each resource's Spent account, and one store
 //! snapshot in; a report out. `run` does the IO.
 
+mod door;
 mod reconcile;
 mod remote;
 mod report;
@@ -58,15 +61,17 @@ pub struct AuditLimits {
 pub const LIVE: AuditLimits = AuditLimits { orders_max: 100_000, transfers_max: 500_000 };
 pub const OFFLINE: AuditLimits = AuditLimits { orders_max: u64::MAX, transfers_max: SCAN_TRANSFERS_MAX };
 
-/// Every transfer crediting `account_id`, oldest first, page by page; at most `room` of them.
-async fn scan(ledger: &Ledger, account_id: u128, room: usize) -> anyhow::Result<Vec<tb::Transfer>> {
+/// Every transfer crediting (`debits`: debiting) `account_id`, oldest first, page by page; at
+/// most `room` of them.
+async fn scan(ledger: &Ledger, account_id: u128, room: usize, debits: bool) -> anyhow::Result<Vec<tb::Transfer>> {
+    let side = if debits { tb::account::FilterFlags::DEBITS } else { tb::account::FilterFlags::CREDITS };
     let mut out = Vec::new();
     let mut timestamp_min = 0u64;
     // Up to now (plus clock slack), so a busy server's newest transfers are not chased forever.
     let timestamp_max = ns(SystemTime::now()) + 5_000_000_000;
     loop {
         let mut filter =
-            tb::account::Filter::new(account_id, SCAN_PAGE_MAX).with_flags(tb::account::FilterFlags::CREDITS);
+            tb::account::Filter::new(account_id, SCAN_PAGE_MAX).with_flags(side);
         filter.as_raw_mut().timestamp_min = timestamp_min;
         filter.as_raw_mut().timestamp_max = timestamp_max;
         let page = ledger.get_account_transfers(filter).await?;
@@ -113,8 +118,9 @@ pub async fn run(
         for accounting::EventResource { name, class_id, resource, capacity } in resources {
             let budget_id = accounting::account_id(config.ledger, resource, AccountKind::Budget);
             let spent_id = accounting::account_id(config.ledger, resource, AccountKind::Spent);
+            let admitted_id = accounting::account_id(config.ledger, resource, AccountKind::Admitted);
             // Balances first, then the scan: the scan then includes everything they reflect.
-            let accounts = ledger.lookup_accounts(vec![budget_id, spent_id]).await?;
+            let accounts = ledger.lookup_accounts(vec![budget_id, spent_id, admitted_id]).await?;
             let find = |id: u128| {
                 accounts
                     .iter()
@@ -122,10 +128,12 @@ pub async fn run(
                     .copied()
                     .ok_or_else(|| anyhow!("{name}: account {id:x} not found"))
             };
-            let (budget, spent) = (find(budget_id)?, find(spent_id)?);
-            let transfers = scan(ledger, spent_id, room).await?;
+            let (budget, spent, admitted) = (find(budget_id)?, find(spent_id)?, find(admitted_id)?);
+            let transfers = scan(ledger, spent_id, room, false).await?;
             room -= transfers.len();
-            ledgers.push(ResourceLedger { name, class_id, capacity, budget, spent, transfers });
+            let debits = scan(ledger, spent_id, room, true).await?;
+            room -= debits.len();
+            ledgers.push(ResourceLedger { name, class_id, capacity, budget, spent, admitted, transfers, debits });
         }
         anyhow::Ok(ledgers)
     };

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use tigerbeetle_unofficial as tb;
 
+use super::door::{DoorChecker, DoorLedger};
 use super::report::{Findings, Report, ResourceReport};
 use crate::accounting::code;
 use crate::ids::{id_created_at_ms, parse_order_id};
@@ -27,7 +28,11 @@ pub struct ResourceLedger {
     pub capacity: u64,
     pub budget: tb::Account,
     pub spent: tb::Account,
+    pub admitted: tb::Account,
+    /// Every transfer crediting Spent.
     pub transfers: Vec<tb::Transfer>,
+    /// Every transfer debiting Spent: admissions and refunds.
+    pub debits: Vec<tb::Transfer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +73,8 @@ struct Transfers<'t> {
     pending: Vec<&'t tb::Transfer>,
     /// Order → when each of its direct bookings happened.
     booked: HashMap<u128, Vec<u64>>,
+    /// Order → when its admission was taken back (a forced refund).
+    unadmitted: HashMap<u128, u64>,
     /// Units posted or booked: what the Spent balance should add up to.
     posted_units: u64,
 }
@@ -230,6 +237,22 @@ impl Checker<'_> {
         let sold_by_order = sold_by_order(&holds, &transfers.booked);
         let (sold_orders, held_orders, seen) = self.check_orders(r, &holds, &sold_by_order, &transfers.booked);
         let held_unacknowledged = self.check_unknown_orders(&holds, &transfers.booked, &seen);
+        let door = DoorChecker {
+            store: self.store,
+            mismatches: &mut self.mismatches,
+            notes: &mut self.notes,
+            in_flight_after_ns: self.in_flight_after_ns,
+            live: self.live,
+        }
+        .check(&DoorLedger {
+            name,
+            class_id: r.class_id.as_deref(),
+            budget: &r.budget,
+            spent: &r.spent,
+            admitted: &r.admitted,
+            debits: &r.debits,
+            unadmitted: &transfers.unadmitted,
+        });
         let (sold_bench, held_bench) = (holds.sold_bench, holds.held_bench);
         if report.sold_ledger != sold_orders + sold_bench && !self.live {
             self.mismatches.add(
@@ -238,7 +261,17 @@ impl Checker<'_> {
                 format!("{name}: ledger {}, orders {sold_orders}, bench {sold_bench}", report.sold_ledger),
             );
         }
-        ResourceReport { sold_orders, sold_bench, held_orders, held_unacknowledged, held_bench, ..report }
+        ResourceReport {
+            sold_orders,
+            sold_bench,
+            held_orders,
+            held_unacknowledged,
+            held_bench,
+            admitted_ledger: door.admitted,
+            refunded_ledger: door.refunded,
+            admissions_recorded: door.recorded,
+            ..report
+        }
     }
 
     /// Budget: funded exactly to capacity, never overdrawn, mirrored by Spent. The report's
@@ -251,24 +284,31 @@ impl Checker<'_> {
             budget_credits: narrow(r.budget.credits_posted()),
             budget_debits_posted: narrow(r.budget.debits_posted()),
             budget_debits_pending: narrow(r.budget.debits_pending()),
-            sold_ledger: narrow(r.spent.credits_posted()),
+            // Spent's credits are sales, and admissions taken back.
+            sold_ledger: narrow(r.spent.credits_posted() - r.admitted.debits_posted()),
             sold_orders: 0,
             sold_bench: 0,
             held_ledger: narrow(r.spent.credits_pending()),
             held_orders: 0,
             held_unacknowledged: 0,
             held_bench: 0,
-            transfers_scanned: r.transfers.len() as u64,
+            admitted_ledger: 0,
+            refunded_ledger: 0,
+            admissions_recorded: 0,
+            transfers_scanned: (r.transfers.len() + r.debits.len()) as u64,
         };
-        if report.budget_credits < r.capacity {
+        // Budget's credits are its funding and the refunds (Spent's debits but the admissions).
+        let refunded = narrow(r.spent.debits_posted().saturating_sub(r.admitted.credits_posted()));
+        let funded = report.budget_credits.saturating_sub(refunded);
+        if funded < r.capacity {
             self.mismatches.add("budget_funding", "a budget holds less than its configured capacity", name);
-        } else if report.budget_credits > r.capacity {
+        } else if funded > r.capacity {
             self.notes.add("capacity_lowered", "a budget holds more than its capacity (lowering is not applied)", name);
         }
         if report.budget_debits_posted + report.budget_debits_pending > report.budget_credits {
             self.mismatches.add("oversold", "a budget's debits exceed its credits", name);
         }
-        if r.budget.debits_posted() != r.spent.credits_posted()
+        if r.budget.debits_posted() + r.admitted.debits_posted() != r.spent.credits_posted()
             || r.budget.debits_pending() != r.spent.credits_pending()
         {
             self.mismatches.add("double_entry", "Budget debits and Spent credits differ", name);
@@ -292,6 +332,8 @@ impl Checker<'_> {
             } else if t.code() == code::BOOK_NOW {
                 out.booked.entry(t.user_data_128()).or_default().push(ns(t.timestamp()));
                 posted_units += t.amount();
+            } else if t.code() == code::UNADMISSION {
+                out.unadmitted.insert(t.user_data_128(), ns(t.timestamp()));
             } else {
                 self.mismatches.add(
                     "unknown_transfer",
@@ -358,7 +400,10 @@ impl Checker<'_> {
             }
             let Some(num) = parse_order_id(&order.order_id) else { continue };
             seen.insert(num);
-            let expected = if is_goodies { order.got_goodie } else { order.status == OrderStatus::Paid };
+            // A refunded order's unit was sold, then returned (`door`: the refund's transfer).
+            let had_ticket = order.status == OrderStatus::Paid
+                || (order.status == OrderStatus::Refunded && order.ticket_code.is_some());
+            let expected = if is_goodies { order.got_goodie } else { had_ticket };
             sold_orders += u64::from(expected);
             let (units, changed_ns) = sold_by_order.get(&num).copied().unwrap_or((0, 0));
             self.check_sold(order, expected, units, changed_ns, booked.contains_key(&num));

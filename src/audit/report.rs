@@ -36,6 +36,13 @@ pub struct ResourceReport {
     /// Live holds of checkouts the store never recorded (they expire by themselves).
     pub held_unacknowledged: u64,
     pub held_bench: u64,
+    /// Units inside (Admitted's balance), refunded units, and the store's admission records.
+    #[serde(default)]
+    pub admitted_ledger: u64,
+    #[serde(default)]
+    pub refunded_ledger: u64,
+    #[serde(default)]
+    pub admissions_recorded: u64,
     pub transfers_scanned: u64,
 }
 
@@ -91,13 +98,13 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "resource", "capacity", "sold", "PAID", "bench", "held", "open", "unacked"
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "resource", "capacity", "sold", "PAID", "bench", "held", "open", "unacked", "admitted", "refunded"
     );
     for r in &report.resources {
         let _ = writeln!(
             s,
-            "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "{:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
             r.resource,
             r.capacity,
             r.sold_ledger,
@@ -105,7 +112,9 @@ pub fn render(report: &Report) -> String {
             r.sold_bench,
             r.held_ledger,
             r.held_orders,
-            r.held_unacknowledged
+            r.held_unacknowledged,
+            r.admitted_ledger,
+            r.refunded_ledger
         );
     }
     for (label, findings) in [("MISMATCH", &report.mismatches), ("note", &report.notes)] {

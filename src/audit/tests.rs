@@ -76,7 +76,7 @@ fn books_with(
         snapshot.orders.push(o);
         snapshot.sessions.push(s);
     }
-    let mut counts = [0u64; 6];
+    let mut counts = [0u64; OrderStatus::ALL.len()];
     for o in &snapshot.orders {
         counts[OrderStatus::ALL.iter().position(|s| *s == o.status).unwrap()] += 1;
     }
@@ -97,7 +97,9 @@ fn books_with(
         capacity: 10,
         budget: account(1, 10, sold, 0, live_pending),
         spent: account(2, sold, 0, live_pending, 0),
+        admitted: account(3, 0, 0, 0, 0),
         transfers,
+        debits: vec![],
     };
     tamper(&mut snapshot);
     reconcile(&[resource], &snapshot, NOW_MS, false)

@@ -36,6 +36,13 @@ pub struct App {
     /// Striped locks that serialize payment events per order (by psid) within this process, so
     /// that two outcomes for one expired hold cannot both move units (see `payment::settle`).
     pub payment_locks: PaymentLocks,
+    /// Door scans per ticket (by order id) run one at a time, from the ledger's admission to the
+    /// store's record of it: a second door waits, then sees the first one's answer.
+    pub door_locks: PaymentLocks,
+    /// Signs and reads the tickets' QR payloads.
+    pub ticket_key: crate::ticket::TicketKey,
+    /// Ticket codes typed by hand, per staff session.
+    pub manual_codes: crate::ticket::ManualCodes,
     /// Anonymous checkouts per client address (hold-squatting).
     pub throttle: crate::throttle::Throttle,
     /// Whether the event's accounts are set up in TigerBeetle yet.
@@ -100,9 +107,9 @@ impl Default for PaymentLocks {
 }
 
 impl PaymentLocks {
-    pub fn stripe(&self, psid: &str) -> &tokio::sync::Mutex<()> {
+    pub fn stripe(&self, key: &str) -> &tokio::sync::Mutex<()> {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(psid);
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
         &self.stripes[(hash % PAYMENT_LOCK_STRIPES as u64) as usize]
     }
 }
@@ -113,6 +120,11 @@ pub enum FlowError {
     BadRequest(String),
     NotFound(String),
     SoldOut { cls: String },
+    /// The request conflicts with the order's state (a refund of an admitted ticket).
+    Conflict(String),
+    /// Switched off by the configuration (online sales with `mockpay = false`).
+    Forbidden(String),
+    TooMany(String),
     Unavailable(String),
 }
 

@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::config::TicketClass;
 use crate::ids::{format_order_id, new_id, new_psid};
 use crate::metrics::stage;
-use crate::order::{Order, Session};
+use crate::order::{Order, Sale, Session};
 
 pub struct CheckoutOk {
     pub order_id: String,
@@ -34,12 +34,29 @@ const _: () = assert!(CHECKOUT_TRANSFERS <= accounting::BATCH_TRANSFERS_MAX);
 impl App {
     /// Places a ticket hold and a goodie hold, then records the session and its PENDING order.
     pub async fn checkout(&self, cls: &str, email: &str) -> Result<CheckoutOk, FlowError> {
-        let mut clock = Instant::now();
+        if !self.config.mockpay {
+            return Err(FlowError::Forbidden("online sales are closed; tickets are sold at the box office".into()));
+        }
         let class =
             self.config.class(cls).ok_or_else(|| FlowError::BadRequest(format!("unknown ticket class {cls:?}")))?;
         if !is_valid_email(email) {
             return Err(FlowError::BadRequest("invalid customer_email".into()));
         }
+        let (session, _) = self.open_order(class, email, None).await?;
+        self.metrics.checkouts.add(1);
+        let Session { order_id, psid, amount, currency, .. } = session;
+        Ok(CheckoutOk { order_id, psid, amount, currency })
+    }
+
+    /// The holds, then the session and its PENDING order (an online checkout, or the first half
+    /// of a box-office sale, `sale`).
+    pub(super) async fn open_order(
+        &self,
+        class: &TicketClass,
+        email: &str,
+        sale: Option<Sale>,
+    ) -> Result<(Session, Order), FlowError> {
+        let mut clock = Instant::now();
         let holds = Holds { order_num: new_id(), ticket: new_id(), goodie: new_id() };
         self.metrics.stage(stage::CHECKOUT_VALIDATE, &mut clock);
         let goodie_held = self.place_holds(class, &holds).await?;
@@ -58,12 +75,10 @@ impl App {
             created_at_ms,
             expires_at_ms: created_at_ms + u64::from(self.config.hold_timeout_s) * 1000,
         };
-        let order = Order::pending(&session);
+        let order = Order { sale, ..Order::pending(&session) };
         self.store.checkout(&session, &order).await?;
         self.metrics.stage(stage::CHECKOUT_STORE, &mut clock);
-        self.metrics.checkouts.add(1);
-        let Session { order_id, psid, amount, currency, .. } = session;
-        Ok(CheckoutOk { order_id, psid, amount, currency })
+        Ok((session, order))
     }
 
     /// Both holds in one submission. Ok(whether the goodie was held) once the ticket is held;

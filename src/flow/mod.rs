@@ -8,13 +8,21 @@
 //! * payment: post/void in TigerBeetle (ids derived from the hold ids), then the order's final
 //!   state in the store, then the answer. A crash in between is healed by the provider's retry:
 //!   the same derived ids answer `exists` and the store catches up.
+//! * door scan, refund, box-office sale: the ledger first (ids derived from the order), then the
+//!   store; each file's doc says how a retry after a crash completes it.
 
 pub mod accounting_bench;
 pub mod app;
+pub mod box_office;
 pub mod checkout;
+pub mod door;
 pub mod expiry;
 pub mod payment;
+pub mod refund;
+pub mod staff;
 
 pub use app::{App, FlowError, PaymentLocks, Readiness, PAYMENT_LOCK_STRIPES};
 pub use checkout::CheckoutOk;
+pub use door::Scan;
+pub use refund::Refunded;
 pub use payment::PaymentOk;

@@ -21,9 +21,9 @@ pub enum PaymentOk {
 
 /// The holds a payment event posts or voids.
 #[derive(Debug, Clone, Copy)]
-struct Holds {
-    ticket: u128,
-    goodie: Option<u128>,
+pub(super) struct Holds {
+    pub ticket: u128,
+    pub goodie: Option<u128>,
 }
 
 impl App {
@@ -74,7 +74,7 @@ impl App {
     }
 
     /// The holds an order's payment moves (copied into the order at checkout).
-    fn holds_of(order: &Order) -> Holds {
+    pub(super) fn holds_of(order: &Order) -> Holds {
         assert_ne!(order.ticket_hold_id, 0, "orders carry their hold ids");
         Holds { ticket: order.ticket_hold_id, goodie: order.goodie_hold_id }
     }
@@ -90,7 +90,7 @@ impl App {
     }
 
     /// Posts the holds; an expired ticket hold is booked now if a unit is left.
-    async fn settle_paid(&self, order: &Order, holds: Holds) -> Result<Option<Outcome>, FlowError> {
+    pub(super) async fn settle_paid(&self, order: &Order, holds: Holds) -> Result<Option<Outcome>, FlowError> {
         let mut transfers = vec![accounting::post(holds.ticket)];
         transfers.extend(holds.goodie.map(accounting::post));
         let results = self.transfers(transfers).await?;

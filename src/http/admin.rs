@@ -1,7 +1,6 @@
 //! The admin's pages and JSON, behind a signed session cookie, and the live view: a
 //! Server-Sent Events stream of snapshots, pushed every second and right after store commits.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +13,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::limits::HttpLimits;
-use super::request::{form_field, query_param, read_body, wrong_media_type, BadInput, JSON};
-use super::response::{self, detail, json as json_response, page, Body};
+use super::request::{query_param, read_body, wrong_media_type, BadInput, JSON};
+use super::response::{self, detail, json as json_response, Body};
 use super::shop::inventory_json;
-use crate::admin::Admin;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::flow::App;
 use crate::order::{Order, OrderStatus};
@@ -34,97 +32,54 @@ pub const SNAPSHOT_INTERVAL_MIN_MS: u64 = 250;
 
 static EVENT_STREAMS: AtomicUsize = AtomicUsize::new(0);
 
-pub fn session_of(app: &App, request: &Request<Incoming>) -> Option<String> {
-    let cookies = request.headers().get(hyper::header::COOKIE).and_then(|v| v.to_str().ok());
-    app.admin.session_from_cookies(cookies, now_ms())
-}
-
-pub fn unauthorized() -> Response<Body> {
-    detail(StatusCode::UNAUTHORIZED, "admin login required")
-}
-
-fn with_cookie(mut response: Response<Body>, cookie: &str) -> Response<Body> {
-    response
-        .headers_mut()
-        .insert(hyper::header::SET_COOKIE, HeaderValue::from_str(cookie).expect("cookies we build are valid"));
-    response
-}
-
-pub fn admin_page(app: &App, request: &Request<Incoming>) -> Response<Body> {
-    match session_of(app, request) {
-        Some(_) => page("admin.html"),
-        None => response::see_other("/admin/login"),
-    }
-}
-
-pub fn csrf(app: &App, request: &Request<Incoming>) -> Response<Body> {
-    let session = session_of(app, request);
-    json_response(StatusCode::OK, &json!({"csrf": app.admin.csrf_token(session.as_deref(), now_ms())}))
-}
-
-/// A form's text field: empty when missing; a 400 when repeated.
-fn text_field(body: &[u8], name: &str) -> Result<String, BadInput> {
-    Ok(form_field(body, name)?.map(|v| v.into_owned()).unwrap_or_default())
-}
-
-pub async fn login(app: &App, limits: &HttpLimits, peer: SocketAddr, request: Request<Incoming>) -> Response<Body> {
-    let (_, body) = match read_body(limits, request).await {
-        Ok(read) => read,
-        Err(response) => return response,
+/// Refunds a paid order (`flow::refund`); a retry answers the same.
+pub async fn refund(
+    app: &App,
+    limits: &HttpLimits,
+    by: &crate::staff::StaffMember,
+    order_id: &str,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let body = match super::session::json_body(app, limits, by, request).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
-    let fields = (text_field(&body, "csrf"), text_field(&body, "username"), text_field(&body, "password"));
-    let (csrf, username, password) = match fields {
-        (Ok(csrf), Ok(username), Ok(password)) => (csrf, username, password),
-        (Err(refused), _, _) | (_, Err(refused), _) | (_, _, Err(refused)) => return refused.into(),
+    let reason = match super::staff::string_field(&body, "reason") {
+        Ok(reason) => reason.unwrap_or("").to_string(),
+        Err(refused) => return refused,
     };
-    let ip = peer.ip();
-    // Repeated failures slow every later attempt from the address; they never lock it.
-    let delay_ms = app.admin.login_delay_ms(ip, now_ms());
-    let _slot = if delay_ms > 0 {
-        let Some(slot) = app.admin.delayed_login_slot() else {
-            return response::see_other("/admin/login?error=busy");
-        };
-        tracing::warn!(%ip, delay_ms, "admin login slowed: repeated failures from this address");
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        Some(slot)
-    } else {
-        None
+    let force = match body.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(force)) => *force,
+        Some(_) => return detail(StatusCode::BAD_REQUEST, "force must be true or false"),
     };
-    let now = now_ms();
-    if !app.admin.csrf_valid(None, &csrf, now) {
-        return response::see_other("/admin/login?error=csrf");
-    }
-    if app.admin.credentials_match(&username, &password) {
-        app.admin.login_succeeded(ip);
-        tracing::info!(%ip, "admin logged in");
-        with_cookie(response::see_other("/admin"), &Admin::session_cookie(&app.admin.new_session(now)))
-    } else {
-        app.admin.login_failed(ip, now);
-        tracing::warn!(%ip, "admin login failed");
-        response::see_other("/admin/login?error=invalid")
-    }
-}
-
-pub async fn logout(app: &App, limits: &HttpLimits, request: Request<Incoming>) -> Response<Body> {
-    let session = session_of(app, &request);
-    let (_, body) = match read_body(limits, request).await {
-        Ok(read) => read,
-        Err(response) => return response,
+    let refunded = match app.refund(order_id, &reason, force, by).await {
+        Ok(refunded) => refunded,
+        Err(e) => return response::flow_error(e),
     };
-    let csrf = match text_field(&body, "csrf") {
-        Ok(csrf) => csrf,
-        Err(refused) => return refused.into(),
+    let order = &refunded.order;
+    let money = format!("{}.{:02} {}", order.amount / 100, order.amount % 100, order.currency);
+    let instruction = match order.sale.as_ref().map(|s| s.method) {
+        Some(crate::order::PaymentMethod::Cash) => format!("pay back {money} in cash"),
+        Some(crate::order::PaymentMethod::Card) => format!("refund {money} to the card at the terminal"),
+        None => format!("MockPay refunds {money} to the customer (a demo of the provider's refund call)"),
     };
-    // With or without a session: another site's form must not even clear the cookie.
-    if !app.admin.csrf_valid(session.as_deref(), &csrf, now_ms()) {
-        return detail(StatusCode::FORBIDDEN, "invalid CSRF token");
+    if refunded.now && order.sale.is_none() {
+        tracing::info!(order_id = %order.order_id, amount = order.amount, "MockPay: refund requested (demo)");
     }
-    if session.is_some() {
-        if let Err(e) = app.admin.end_all_sessions() {
-            tracing::error!(error = %format!("{e:#}"), "admin sessions ended, but only until the next restart");
-        }
-    }
-    with_cookie(response::see_other("/admin/login"), &Admin::clear_cookie())
+    let r = order.refund.as_ref().expect("a refunded order says who refunded it");
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "order_id": order.order_id,
+            "status": order.status.as_str(),
+            "refunded_at": rfc3339_ms(r.at_ms),
+            "refunded_by": r.by,
+            "reason": r.reason,
+            "forced": r.forced,
+            "instruction": instruction,
+        }),
+    )
 }
 
 pub fn order_json(order: &Order) -> Value {
@@ -139,6 +94,11 @@ pub fn order_json(order: &Order) -> Value {
         "paid_at": order.paid_at_ms.map(rfc3339_ms),
         "ticket_code": order.ticket_code,
         "got_goodie": order.got_goodie,
+        "payment_method": order.sale.as_ref().map(|s| s.method.as_str()),
+        "sold_by": order.sale.as_ref().map(|s| s.staff.as_str()),
+        "refunded_at": order.refund.as_ref().map(|r| rfc3339_ms(r.at_ms)),
+        "refunded_by": order.refund.as_ref().map(|r| r.by.as_str()),
+        "refund_reason": order.refund.as_ref().map(|r| r.reason.as_str()),
     })
 }
 

@@ -1,8 +1,13 @@
 //! The HTTP edge: a hyper HTTP/1.1 server with explicit limits (`server`, `limits`), one list of
-//! routes (`router`), request and response helpers, and the handlers by audience: the shop
-//! (customers, MockPay, the provider's webhook), the admin, and the operator (`ops`).
+//! routes (`route`, dispatched by `router`), request and response helpers, and the handlers by
+//! audience: the shop (customers, MockPay, the provider's webhook), staff sessions (`session`),
+//! the door, the box office, the admin (with `staff` accounts and the CSV `export`s), and the
+//! operator (`ops`).
 
 pub mod admin;
+pub mod box_office;
+pub mod door;
+pub mod export;
 pub mod hosts;
 pub mod limits;
 pub mod ops;
@@ -11,7 +16,9 @@ pub mod response;
 pub mod route;
 pub mod router;
 pub mod server;
+pub mod session;
 pub mod shop;
+pub mod staff;
 
 pub use limits::HttpLimits;
 pub use server::{listen, serve, LISTEN_BACKLOG};

@@ -86,6 +86,9 @@ pub fn flow_error(error: FlowError) -> Response<Body> {
         FlowError::BadRequest(d) => detail(StatusCode::BAD_REQUEST, &d),
         FlowError::NotFound(d) => detail(StatusCode::NOT_FOUND, &d),
         FlowError::SoldOut { cls } => json(StatusCode::CONFLICT, &Detail { detail: "sold out", cls: Some(&cls) }),
+        FlowError::Conflict(d) => detail(StatusCode::CONFLICT, &d),
+        FlowError::Forbidden(d) => detail(StatusCode::FORBIDDEN, &d),
+        FlowError::TooMany(d) => detail(StatusCode::TOO_MANY_REQUESTS, &d),
         FlowError::Unavailable(d) => detail(StatusCode::SERVICE_UNAVAILABLE, &d),
     }
 }

@@ -31,6 +31,20 @@ pub enum Route<'a> {
     AdminGoodies,
     AdminEvents,
     AdminPending,
+    AdminRefund(&'a str),
+    AdminStaff,
+    AdminStaffRemove(&'a str),
+    AdminActivity,
+    ExportOrders,
+    ExportCheckins,
+    ExportActivity,
+    DoorPage,
+    BoxOfficePage,
+    StaffMe,
+    DoorScan,
+    DoorCounts,
+    BoxOfficeSell,
+    BoxOfficeReport,
     /// `/api/admin/...` that is none of the above: 401 without a session, 404 with one.
     AdminOther,
     Reserve,
@@ -40,6 +54,17 @@ pub enum Route<'a> {
     Healthz,
     Metrics,
     NotFound,
+}
+
+/// Who may call a route: anyone, or a staff session of a role (the admin may do everything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Public,
+    /// Any staff session.
+    Staff,
+    Door,
+    BoxOffice,
+    Admin,
 }
 
 /// The methods a route answers.
@@ -106,6 +131,20 @@ impl<'a> Route<'a> {
             ["api", "admin", "goodies"] => Route::AdminGoodies,
             ["api", "admin", "events"] => Route::AdminEvents,
             ["api", "pending"] => Route::AdminPending,
+            ["api", "admin", "orders", order_id, "refund"] => Route::AdminRefund(order_id),
+            ["api", "admin", "staff"] => Route::AdminStaff,
+            ["api", "admin", "staff", name, "remove"] => Route::AdminStaffRemove(name),
+            ["api", "admin", "activity"] => Route::AdminActivity,
+            ["api", "admin", "export", "orders.csv"] => Route::ExportOrders,
+            ["api", "admin", "export", "checkins.csv"] => Route::ExportCheckins,
+            ["api", "admin", "export", "activity.csv"] => Route::ExportActivity,
+            ["door"] => Route::DoorPage,
+            ["box-office"] => Route::BoxOfficePage,
+            ["api", "staff", "me"] => Route::StaffMe,
+            ["api", "door", "scan"] => Route::DoorScan,
+            ["api", "door", "counts"] => Route::DoorCounts,
+            ["api", "box-office", "sell"] => Route::BoxOfficeSell,
+            ["api", "box-office", "report"] => Route::BoxOfficeReport,
             ["api", "admin", _] => Route::AdminOther,
             ["api", "accounting", "reserve"] => Route::Reserve,
             ["api", "accounting", "commit"] => Route::Commit,
@@ -119,24 +158,41 @@ impl<'a> Route<'a> {
     pub fn allow(self) -> Allow {
         match self {
             Route::Emit(_) | Route::Checkout | Route::Webhook | Route::AdminLogout => Allow::Post,
-            Route::AdminLogin | Route::BenchResults => Allow::GetHeadPost,
+            Route::AdminRefund(_) | Route::AdminStaffRemove(_) | Route::DoorScan | Route::BoxOfficeSell => Allow::Post,
+            Route::AdminLogin | Route::BenchResults | Route::AdminStaff => Allow::GetHeadPost,
             Route::AdminAudit | Route::Reserve | Route::Commit => Allow::GetOnly,
             Route::AdminOther | Route::AccountingOther | Route::NotFound => Allow::Any,
             _ => Allow::GetHead,
         }
     }
 
-    /// The admin's JSON, behind the session cookie (the CSRF token is not: the login form needs it).
-    pub fn needs_admin(self) -> bool {
-        matches!(
-            self,
+    /// Who may call the route's JSON (the CSRF token may not need a session: the login form
+    /// needs it; pages redirect to the login themselves).
+    pub fn audience(self) -> Audience {
+        match self {
             Route::AdminOrders
-                | Route::AdminAudit
-                | Route::AdminGoodies
-                | Route::AdminEvents
-                | Route::AdminPending
-                | Route::AdminOther
-        )
+            | Route::AdminAudit
+            | Route::AdminGoodies
+            | Route::AdminEvents
+            | Route::AdminPending
+            | Route::AdminRefund(_)
+            | Route::AdminStaff
+            | Route::AdminStaffRemove(_)
+            | Route::AdminActivity
+            | Route::ExportOrders
+            | Route::ExportCheckins
+            | Route::ExportActivity
+            | Route::AdminOther => Audience::Admin,
+            Route::StaffMe => Audience::Staff,
+            Route::DoorScan | Route::DoorCounts => Audience::Door,
+            Route::BoxOfficeSell | Route::BoxOfficeReport => Audience::BoxOffice,
+            _ => Audience::Public,
+        }
+    }
+
+    /// The admin's JSON (never cached).
+    pub fn needs_admin(self) -> bool {
+        self.audience() == Audience::Admin
     }
 
     /// Everything but the static assets and the metrics waits for the ledger at start.
@@ -155,6 +211,8 @@ impl<'a> Route<'a> {
                 | Route::MockPay(_)
                 | Route::AdminPage
                 | Route::AdminLogin
+                | Route::DoorPage
+                | Route::BoxOfficePage
         )
     }
 

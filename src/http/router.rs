@@ -16,10 +16,11 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::limits::HttpLimits;
 use super::response::{self, detail, page, Body};
-use super::route::{Allow, Route};
-use super::{admin, hosts, ops, shop};
+use super::route::{Allow, Audience, Route};
+use super::{admin, box_office, door, export, hosts, ops, session, shop, staff};
 use crate::flow::App;
 use crate::metrics::RouteLabel;
+use crate::staff::{Role, StaffMember};
 
 impl Route<'_> {
     pub fn label(self) -> RouteLabel {
@@ -43,7 +44,15 @@ impl Route<'_> {
             | Route::AdminAudit
             | Route::AdminGoodies
             | Route::AdminPending
+            | Route::AdminRefund(_)
             | Route::AdminOther => RouteLabel::AdminApi,
+            Route::DoorPage | Route::BoxOfficePage => RouteLabel::Page,
+            Route::DoorScan | Route::DoorCounts => RouteLabel::DoorScan,
+            Route::BoxOfficeSell | Route::BoxOfficeReport => RouteLabel::BoxOffice,
+            Route::StaffMe | Route::AdminStaff | Route::AdminStaffRemove(_) | Route::AdminActivity => {
+                RouteLabel::StaffApi
+            }
+            Route::ExportOrders | Route::ExportCheckins | Route::ExportActivity => RouteLabel::Export,
             Route::BenchResults => RouteLabel::BenchResults,
             Route::Reserve => RouteLabel::Reserve,
             Route::Commit => RouteLabel::Commit,
@@ -88,7 +97,8 @@ fn add_security_headers(route: Route<'_>, headers: &mut HeaderMap) {
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if matches!(route, Route::AdminPage | Route::AdminLogin | Route::AdminLogout) || route.needs_admin() {
+    let staff_only = route.audience() != Audience::Public || matches!(route, Route::DoorPage | Route::BoxOfficePage);
+    if matches!(route, Route::AdminPage | Route::AdminLogin | Route::AdminLogout) || staff_only {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
@@ -116,9 +126,20 @@ fn method_not_allowed(allow: Allow) -> Response<Body> {
     response
 }
 
+/// The role a route's audience needs (`None`: any staff session).
+fn role_needed(audience: Audience) -> Option<Role> {
+    match audience {
+        Audience::Admin => Some(Role::Admin),
+        Audience::Door => Some(Role::Door),
+        Audience::BoxOffice => Some(Role::BoxOffice),
+        Audience::Staff | Audience::Public => None,
+    }
+}
+
 /// The checks every request of a route meets before its handler: the host it names, whether
-/// the app is ready, the admin's session, the accounting endpoints' switch, then the method.
-fn refusal(app: &App, route: Route<'_>, request: &Request<Incoming>) -> Option<Response<Body>> {
+/// the app is ready, the staff session and its role, the switches (accounting endpoints,
+/// MockPay), then the method. Passed: the staff member signed in, for a staff route.
+fn refusal(app: &App, route: Route<'_>, request: &Request<Incoming>) -> Result<Option<StaffMember>, Response<Body>> {
     let method = request.method();
     // An HTTP/1.0 request may name no host; every browser's does.
     if let Some(host) = request.headers().get(HOST) {
@@ -128,25 +149,38 @@ fn refusal(app: &App, route: Route<'_>, request: &Request<Incoming>) -> Option<R
                 "this appliance does not answer to the host name {:?} (allowed_hosts in its config)",
                 hosts::host_name(host)
             );
-            return Some(detail(StatusCode::MISDIRECTED_REQUEST, &why));
+            return Err(detail(StatusCode::MISDIRECTED_REQUEST, &why));
         }
     }
     if !app.readiness.is_ready() && route.needs_ledger() {
-        return Some(starting(app, route));
+        return Err(starting(app, route));
     }
-    if route.needs_admin() && admin::session_of(app, request).is_none() {
-        return Some(match Allow::GetHead.permits(method) {
-            true => admin::unauthorized(),
-            false => method_not_allowed(Allow::GetHead),
-        });
+    let mut member = None;
+    if route.audience() != Audience::Public {
+        member = match session::staff_of(app, request)? {
+            Some(member) => Some(member),
+            None if Allow::GetHead.permits(method) || route.allow() == Allow::Post => return Err(session::unauthorized()),
+            None => return Err(method_not_allowed(Allow::GetHead)),
+        };
+        if let (Some(needed), Some(m)) = (role_needed(route.audience()), &member) {
+            if !m.role.may(needed) {
+                return Err(session::forbidden(needed));
+            }
+        }
     }
     if route.is_accounting() && !app.config.accounting_endpoints {
-        return Some(detail(
+        return Err(detail(
             StatusCode::FORBIDDEN,
             "the accounting endpoints are off (serve --accounting-endpoints turns them on, for benchmarks)",
         ));
     }
-    (!route.allow().permits(method)).then(|| method_not_allowed(route.allow()))
+    if matches!(route, Route::MockPay(_) | Route::Emit(_)) && !app.config.mockpay {
+        return Err(detail(StatusCode::NOT_FOUND, "MockPay is off (mockpay = false): this is a real event"));
+    }
+    if !route.allow().permits(method) {
+        return Err(method_not_allowed(route.allow()));
+    }
+    Ok(member)
 }
 
 async fn dispatch(
@@ -156,12 +190,16 @@ async fn dispatch(
     route: Route<'_>,
     request: Request<Incoming>,
 ) -> Response<Body> {
-    if let Some(refused) = refusal(app, route, &request) {
-        return refused;
-    }
+    let member = match refusal(app, route, &request) {
+        Ok(member) => member,
+        Err(refused) => return refused,
+    };
     let post = request.method() == Method::POST;
     let query = request.uri().query().map(str::to_string);
     let query = query.as_deref();
+    if let Some(member) = member {
+        return dispatch_staff(app, limits, route, request, query, post, &member).await;
+    }
     match route {
         Route::Index => page("index.html"),
         Route::DemoCheckout => page("checkout.html"),
@@ -177,28 +215,59 @@ async fn dispatch(
         Route::Session(psid) => shop::session(app, psid),
         Route::Event => shop::event(app),
         Route::Inventory => shop::inventory(app).await,
-        Route::AdminPage => admin::admin_page(app, &request),
-        Route::AdminLogin if post => admin::login(app, limits, peer, request).await,
-        Route::AdminLogin if admin::session_of(app, &request).is_some() => response::see_other("/admin"),
-        Route::AdminLogin => page("admin-login.html"),
-        Route::AdminLogout => admin::logout(app, limits, request).await,
-        Route::AdminCsrf => admin::csrf(app, &request),
-        Route::BenchResults if !post => admin::bench_results(app),
-        Route::BenchResults if admin::session_of(app, &request).is_none() => admin::unauthorized(),
-        Route::BenchResults => admin::upload_bench_result(app, limits, request).await,
-        Route::AdminOrders => admin::orders(app, query).await,
-        Route::AdminAudit => admin::audit(app).await,
-        Route::AdminGoodies => admin::goodies(app).await,
-        Route::AdminEvents => match admin::session_of(app, &request) {
-            Some(session) => admin::events(app.clone(), session),
-            None => admin::unauthorized(),
+        Route::AdminPage => session::staff_page(app, &request, Role::Admin, "admin.html"),
+        Route::DoorPage => session::staff_page(app, &request, Role::Door, "door.html"),
+        Route::BoxOfficePage => session::staff_page(app, &request, Role::BoxOffice, "box-office.html"),
+        Route::AdminLogin if post => session::login(app, limits, peer, request).await,
+        Route::AdminLogin => match session::session_of(app, &request) {
+            Some(member) => response::see_other(member.role.home()),
+            None => page("admin-login.html"),
         },
-        Route::AdminPending => admin::pending(app, query),
+        Route::AdminLogout => session::logout(app, limits, request).await,
+        Route::AdminCsrf => session::csrf(app, &request),
+        Route::BenchResults if !post => admin::bench_results(app),
+        Route::BenchResults => match session::session_of(app, &request) {
+            Some(member) if member.role == Role::Admin => admin::upload_bench_result(app, limits, request).await,
+            _ => session::unauthorized(),
+        },
         Route::Reserve => ops::reserve(app, query).await,
         Route::Commit => ops::commit(app, query).await,
         Route::Healthz => ops::healthz(app).await,
         Route::Metrics => ops::metrics_text(app).await,
-        Route::AdminOther | Route::AccountingOther | Route::NotFound => detail(StatusCode::NOT_FOUND, "not found"),
+        _ => detail(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// The routes behind a staff session (`refusal` checked its role).
+async fn dispatch_staff(
+    app: &Arc<App>,
+    limits: &HttpLimits,
+    route: Route<'_>,
+    request: Request<Incoming>,
+    query: Option<&str>,
+    post: bool,
+    member: &StaffMember,
+) -> Response<Body> {
+    match route {
+        Route::AdminOrders => admin::orders(app, query).await,
+        Route::AdminAudit => admin::audit(app).await,
+        Route::AdminGoodies => admin::goodies(app).await,
+        Route::AdminEvents => admin::events(app.clone(), member.session.clone()),
+        Route::AdminPending => admin::pending(app, query),
+        Route::AdminRefund(order_id) => admin::refund(app, limits, member, order_id, request).await,
+        Route::AdminStaff if post => staff::create(app, limits, member, request).await,
+        Route::AdminStaff => staff::list(app),
+        Route::AdminStaffRemove(name) => staff::remove(app, limits, member, name, request).await,
+        Route::AdminActivity => staff::activity(app, query),
+        Route::ExportOrders => export::orders(app, query),
+        Route::ExportCheckins => export::checkins(app),
+        Route::ExportActivity => export::activity(app),
+        Route::StaffMe => session::me(app, member),
+        Route::DoorScan => door::scan(app, limits, member, request).await,
+        Route::DoorCounts => door::counts(app).await,
+        Route::BoxOfficeSell => box_office::sell(app, limits, member, request).await,
+        Route::BoxOfficeReport => box_office::report(app, member).await,
+        _ => detail(StatusCode::NOT_FOUND, "not found"),
     }
 }
 

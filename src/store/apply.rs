@@ -6,10 +6,14 @@ use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 use super::redo::Ops;
 use super::schema::{
-    table_id, time_key, StatusOnly, BENCH_RESULTS, BENCH_RESULTS_MAX, COUNTS, EXPIRED_LOG, EXPIRY, ORDERS, SESSIONS,
+    table_id, time_key, StatusOnly, ACTIVITY, ADMISSIONS, BENCH_RESULTS, BENCH_RESULTS_MAX, COUNTS, EXPIRED_LOG,
+    EXPIRY, ORDERS, SESSIONS, STAFF, STAFF_NUMBERS, TICKETS,
 };
-use super::write::{CheckoutRecord, PaymentRecord, PaymentRecorded, Write};
-use crate::order::{Order, OrderStatus};
+use super::write::{
+    AdmissionRecorded, CheckoutRecord, PaymentRecord, PaymentRecorded, RefundRecorded, StaffChanged, StaffOp, Write,
+};
+use crate::order::{Admission, Order, OrderStatus, Refund};
+use crate::staff::{ActivityEntry, StaffRecord, ADMIN_NUMBER, STAFF_MAX};
 
 /// The tables a group writes, open for the whole group, and the changes to the status counts.
 struct Tables<'tx> {
@@ -18,6 +22,11 @@ struct Tables<'tx> {
     expiry: Table<'tx, (u64, &'static str), ()>,
     expired_log: Table<'tx, (u64, &'static str), ()>,
     bench_results: Table<'tx, &'static str, &'static [u8]>,
+    admissions: Table<'tx, &'static str, &'static [u8]>,
+    tickets: Table<'tx, &'static str, &'static str>,
+    staff: Table<'tx, &'static str, &'static [u8]>,
+    activity: Table<'tx, (u64, &'static str), &'static [u8]>,
+    staff_numbers: Table<'tx, u32, &'static str>,
     /// Orders gained (lost) per status, indexed as `OrderStatus::ALL`.
     deltas: [i64; OrderStatus::ALL.len()],
 }
@@ -33,6 +42,13 @@ impl Tables<'_> {
         ops.put(table_id::ORDERS, order_id.as_bytes(), record);
         Ok(())
     }
+
+    /// A new ticket's code, so that a door can find its order when the code is typed by hand.
+    fn index_ticket(&mut self, ops: &mut Ops, code: &str, order_id: &str) -> anyhow::Result<()> {
+        self.tickets.insert(code, order_id)?;
+        ops.put(table_id::TICKETS, code.as_bytes(), order_id.as_bytes());
+        Ok(())
+    }
 }
 
 /// Applies a group of writes to one transaction, keeping each write's result in its answer, and
@@ -44,6 +60,11 @@ pub fn apply_group(tx: &WriteTransaction, group: &mut [Write], ops: &mut Ops) ->
         expiry: tx.open_table(EXPIRY)?,
         expired_log: tx.open_table(EXPIRED_LOG)?,
         bench_results: tx.open_table(BENCH_RESULTS)?,
+        admissions: tx.open_table(ADMISSIONS)?,
+        tickets: tx.open_table(TICKETS)?,
+        staff: tx.open_table(STAFF)?,
+        activity: tx.open_table(ACTIVITY)?,
+        staff_numbers: tx.open_table(STAFF_NUMBERS)?,
         deltas: [0; OrderStatus::ALL.len()],
     };
     for write in group.iter_mut() {
@@ -57,6 +78,10 @@ pub fn apply_group(tx: &WriteTransaction, group: &mut [Write], ops: &mut Ops) ->
             Write::Prune { sessions_before_ms, expired_before_ms, max, answer } => {
                 answer.result = Some(prune(&mut tables, ops, *sessions_before_ms, *expired_before_ms, *max)?)
             }
+            Write::Admission(admission, answer) => answer.result = Some(admit(&mut tables, ops, admission)?),
+            Write::Refund { order_id, refund: r, answer } => answer.result = Some(refund(&mut tables, ops, order_id, r)?),
+            Write::Staff(op, answer) => answer.result = Some(staff(&mut tables, ops, op)?),
+            Write::Activity(entry, answer) => answer.result = Some(activity(&mut tables, ops, entry)?),
             Write::Flush(answer) => answer.result = Some(()),
         }
     }
@@ -94,6 +119,9 @@ fn payment(tables: &mut Tables<'_>, ops: &mut Ops, record: &PaymentRecord) -> an
         if unchanged {
             if let Some((before, after)) = p.changed {
                 tables.moved(before, after);
+                if let Some(code) = outcome.as_ref().and_then(|o| o.ticket_code.as_deref()) {
+                    tables.index_ticket(ops, code, order_id)?;
+                }
             }
             tables.put_order(ops, order_id, &p.updated)?;
             return Ok(PaymentRecorded::Order(p.status));
@@ -109,6 +137,9 @@ fn payment(tables: &mut Tables<'_>, ops: &mut Ops, record: &PaymentRecord) -> an
         Some(mut order) => {
             if let Some((before, after)) = order.apply_payment(event_key, outcome.as_ref()) {
                 tables.moved(before, after);
+                if let Some(code) = order.ticket_code.as_deref() {
+                    tables.index_ticket(ops, code, order_id)?;
+                }
             }
             tables.put_order(ops, order_id, &serde_json::to_vec(&order)?)?;
             PaymentRecorded::Order(order.status)
@@ -187,4 +218,84 @@ fn prune(
         ops.delete(table_id::EXPIRED_LOG, &time_key(*at, order_id));
     }
     Ok((psids.len(), expired.len()))
+}
+
+/// Records a ticket's admission unless one is recorded: the first stands.
+fn admit(tables: &mut Tables<'_>, ops: &mut Ops, admission: &Admission) -> anyhow::Result<AdmissionRecorded> {
+    if let Some(existing) = tables.admissions.get(admission.order_id.as_str())? {
+        return Ok(AdmissionRecorded::Existed(serde_json::from_slice(existing.value())?));
+    }
+    let record = serde_json::to_vec(admission)?;
+    tables.admissions.insert(admission.order_id.as_str(), record.as_slice())?;
+    ops.put(table_id::ADMISSIONS, admission.order_id.as_bytes(), &record);
+    Ok(AdmissionRecorded::Recorded)
+}
+
+/// Marks a paid order REFUNDED; a refunded one is answered as it is (idempotent).
+fn refund(tables: &mut Tables<'_>, ops: &mut Ops, order_id: &str, refund: &Refund) -> anyhow::Result<RefundRecorded> {
+    let mut order: Order = match tables.orders.get(order_id)? {
+        Some(v) => serde_json::from_slice(v.value())?,
+        None => return Ok(RefundRecorded::NotFound),
+    };
+    if order.status == OrderStatus::Refunded {
+        return Ok(RefundRecorded::AlreadyRefunded(order));
+    }
+    if !order.status.is_paid() {
+        return Ok(RefundRecorded::NotRefundable(order.status));
+    }
+    tables.moved(order.status, OrderStatus::Refunded);
+    order.status = OrderStatus::Refunded;
+    order.refund = Some(refund.clone());
+    tables.put_order(ops, order_id, &serde_json::to_vec(&order)?)?;
+    Ok(RefundRecorded::Refunded(order))
+}
+
+fn put_staff(tables: &mut Tables<'_>, ops: &mut Ops, record: &StaffRecord) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec(record)?;
+    tables.staff.insert(record.name.as_str(), bytes.as_slice())?;
+    ops.put(table_id::STAFF, record.name.as_bytes(), &bytes);
+    Ok(())
+}
+
+fn staff(tables: &mut Tables<'_>, ops: &mut Ops, op: &StaffOp) -> anyhow::Result<StaffChanged> {
+    let name = match op {
+        StaffOp::Create(record) => record.name.as_str(),
+        StaffOp::Remove { name, .. } | StaffOp::EndSessions { name, .. } => name.as_str(),
+    };
+    let existing: Option<StaffRecord> = match tables.staff.get(name)? {
+        Some(v) => Some(serde_json::from_slice(v.value())?),
+        None => None,
+    };
+    let record = match (op, existing) {
+        (StaffOp::Create(_), Some(_)) => return Ok(StaffChanged::NameTaken),
+        (StaffOp::Create(new), None) => {
+            if tables.staff.len()? >= STAFF_MAX as u64 {
+                return Ok(StaffChanged::Full);
+            }
+            let mut number_max = ADMIN_NUMBER;
+            for entry in tables.staff.iter()? {
+                let record: StaffRecord = serde_json::from_slice(entry?.1.value())?;
+                number_max = number_max.max(record.number);
+            }
+            let record = StaffRecord { number: number_max + 1, ..new.clone() };
+            tables.staff_numbers.insert(record.number, record.name.as_str())?;
+            ops.put(table_id::STAFF_NUMBERS, &record.number.to_be_bytes(), record.name.as_bytes());
+            record
+        }
+        (_, None) => return Ok(StaffChanged::NotFound),
+        (_, Some(record)) if record.removed_at_ms.is_some() => return Ok(StaffChanged::NotFound),
+        (StaffOp::Remove { at_ms, .. }, Some(record)) => StaffRecord { removed_at_ms: Some(*at_ms), ..record },
+        (StaffOp::EndSessions { at_ms, .. }, Some(record)) => StaffRecord { sessions_since_ms: *at_ms, ..record },
+    };
+    put_staff(tables, ops, &record)?;
+    Ok(StaffChanged::Done(record))
+}
+
+fn activity(tables: &mut Tables<'_>, ops: &mut Ops, entry: &ActivityEntry) -> anyhow::Result<()> {
+    // Entries of the same millisecond are told apart by a random suffix; the log is append-only.
+    let id = format!("{:016x}", rand::random::<u64>());
+    let bytes = serde_json::to_vec(entry)?;
+    tables.activity.insert((entry.at_ms, id.as_str()), bytes.as_slice())?;
+    ops.put(table_id::ACTIVITY, &time_key(entry.at_ms, &id), &bytes);
+    Ok(())
 }

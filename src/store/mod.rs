@@ -30,14 +30,18 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
-use crate::order::{Order, OrderStatus, Outcome, PreparedOrder, Session};
+use crate::order::{Admission, Order, OrderStatus, Outcome, PreparedOrder, Refund, Session};
+use crate::staff::{ActivityEntry, StaffRecord, STAFF_MAX};
 use flusher::Flusher;
-use schema::{open_store, Opened, StatusOnly, BENCH_RESULTS, COUNTS, EXPIRED_LOG, EXPIRY, ORDERS, SESSIONS};
+use schema::{
+    open_store, Opened, StatusOnly, ACTIVITY, ADMISSIONS, BENCH_RESULTS, COUNTS, EXPIRED_LOG, EXPIRY, ORDERS, SESSIONS, STAFF,
+    STAFF_NUMBERS, TICKETS,
+};
 use write::{Answer, CheckoutRecord, PaymentRecord, Write};
 use writer::{SharedDb, Writer};
 
 pub use schema::{redo_path, BENCH_RESULTS_MAX};
-pub use write::{PaymentRecorded, StoreError};
+pub use write::{AdmissionRecorded, PaymentRecorded, RefundRecorded, StaffChanged, StaffOp, StoreError};
 pub use writer::{CHECKPOINT_LOG_BYTES, GROUP_COMMIT_WRITES_MAX, REOPEN_INTERVAL_MS, REOPEN_INTERVAL_MS_MAX};
 
 /// Admin listings scan at most this many records per request.
@@ -92,6 +96,8 @@ pub struct AuditSnapshot {
     pub expiry: Vec<String>,
     /// The kept per-status counts.
     pub counts: Vec<(OrderStatus, u64)>,
+    /// The door's admission records.
+    pub admissions: Vec<crate::order::Admission>,
 }
 
 #[derive(Clone)]
@@ -323,6 +329,9 @@ impl Store {
             let (k, _) = entry?;
             snapshot.expiry.push(k.value().1.to_string());
         }
+        for entry in tx.open_table(ADMISSIONS)?.iter()? {
+            snapshot.admissions.push(decode(entry?.1.value(), "admission")?);
+        }
         let counts = tx.open_table(COUNTS)?;
         for status in OrderStatus::ALL {
             snapshot.counts.push((status, counts.get(status.as_str())?.map(|v| v.value()).unwrap_or(0)));
@@ -419,5 +428,112 @@ impl Store {
             out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
+    }
+}
+
+/// The door, the box office and the staff: admissions, refunds, the ticket code index, staff
+/// accounts and the activity log; and the walks the exports stream.
+impl Store {
+    /// Records a ticket's admission (after the ledger's); the first recorded stands.
+    pub async fn record_admission(&self, admission: Admission) -> Result<AdmissionRecorded, StoreError> {
+        let (answer, receiver) = Answer::new();
+        self.write(Write::Admission(admission, answer), receiver).await
+    }
+
+    /// Marks a paid order REFUNDED (after the ledger returned its units).
+    pub async fn refund(&self, order_id: &str, refund: Refund) -> Result<RefundRecorded, StoreError> {
+        let (answer, receiver) = Answer::new();
+        self.write(Write::Refund { order_id: order_id.to_string(), refund, answer }, receiver).await
+    }
+
+    pub async fn change_staff(&self, op: StaffOp) -> Result<StaffChanged, StoreError> {
+        let (answer, receiver) = Answer::new();
+        self.write(Write::Staff(op, answer), receiver).await
+    }
+
+    pub async fn log_activity(&self, entry: ActivityEntry) -> Result<(), StoreError> {
+        let (answer, receiver) = Answer::new();
+        self.write(Write::Activity(entry, answer), receiver).await
+    }
+
+    pub fn admission(&self, order_id: &str) -> anyhow::Result<Option<Admission>> {
+        let tx = self.db()?.begin_read()?;
+        let table = tx.open_table(ADMISSIONS)?;
+        table.get(order_id)?.map(|v| decode(v.value(), "admission")).transpose()
+    }
+
+    /// The order a ticket code belongs to.
+    pub fn ticket_order(&self, ticket_code: &str) -> anyhow::Result<Option<String>> {
+        let tx = self.db()?.begin_read()?;
+        let table = tx.open_table(TICKETS)?;
+        Ok(table.get(ticket_code)?.map(|v| v.value().to_string()))
+    }
+
+    pub fn staff(&self, name: &str) -> anyhow::Result<Option<StaffRecord>> {
+        let tx = self.db()?.begin_read()?;
+        let table = tx.open_table(STAFF)?;
+        table.get(name)?.map(|v| decode(v.value(), "staff record")).transpose()
+    }
+
+    pub fn staff_name(&self, number: u32) -> anyhow::Result<Option<String>> {
+        let tx = self.db()?.begin_read()?;
+        let table = tx.open_table(STAFF_NUMBERS)?;
+        Ok(table.get(number)?.map(|v| v.value().to_string()))
+    }
+
+    /// Every staff account, removed ones included (at most `STAFF_MAX`).
+    pub fn staff_list(&self) -> anyhow::Result<Vec<StaffRecord>> {
+        let tx = self.db()?.begin_read()?;
+        let table = tx.open_table(STAFF)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.take(STAFF_MAX) {
+            out.push(decode(entry?.1.value(), "staff record")?);
+        }
+        Ok(out)
+    }
+
+    /// The newest activity entries first, at most `limit` (and `ADMIN_LIST_MAX`).
+    pub fn recent_activity(&self, limit: usize) -> anyhow::Result<Vec<ActivityEntry>> {
+        let tx = self.db()?.begin_read()?;
+        let table = tx.open_table(ACTIVITY)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev().take(limit.min(ADMIN_LIST_MAX)) {
+            out.push(decode(entry?.1.value(), "activity entry")?);
+        }
+        Ok(out)
+    }
+
+    /// Calls `each` with every order, oldest first, in one snapshot, until it answers false
+    /// (the exports: one record in memory at a time).
+    pub fn each_order(&self, mut each: impl FnMut(Order) -> bool) -> anyhow::Result<()> {
+        let tx = self.db()?.begin_read()?;
+        for entry in tx.open_table(ORDERS)?.iter()? {
+            if !each(decode(entry?.1.value(), "order")?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `each` with every admission (by order id), in one snapshot, until it answers false.
+    pub fn each_admission(&self, mut each: impl FnMut(Admission) -> bool) -> anyhow::Result<()> {
+        let tx = self.db()?.begin_read()?;
+        for entry in tx.open_table(ADMISSIONS)?.iter()? {
+            if !each(decode(entry?.1.value(), "admission")?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `each` with every activity entry, oldest first, until it answers false.
+    pub fn each_activity(&self, mut each: impl FnMut(ActivityEntry) -> bool) -> anyhow::Result<()> {
+        let tx = self.db()?.begin_read()?;
+        for entry in tx.open_table(ACTIVITY)?.iter()? {
+            if !each(decode(entry?.1.value(), "activity entry")?) {
+                break;
+            }
+        }
+        Ok(())
     }
 }

@@ -26,9 +26,21 @@ pub const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("order_count
 pub const EXPIRED_LOG: TableDefinition<(u64, &str), ()> = TableDefinition::new("expired_log");
 /// result name → a `tigerfans bench --json` report, for the bench page.
 pub const BENCH_RESULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("bench_results");
+/// order id → Admission (JSON): tickets let in at the door.
+pub const ADMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("admissions");
+/// ticket code → order id: what a door reads when a code is typed by hand.
+pub const TICKETS: TableDefinition<&str, &str> = TableDefinition::new("tickets");
+/// staff name → StaffRecord (JSON).
+pub const STAFF: TableDefinition<&str, &[u8]> = TableDefinition::new("staff");
+/// staff number → staff name.
+pub const STAFF_NUMBERS: TableDefinition<u32, &str> = TableDefinition::new("staff_numbers");
+/// (at_ms, entry id) → ActivityEntry (JSON): the staff's append-only activity log.
+pub const ACTIVITY: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("activity");
 /// `REDO_SEQ` → the seq of the last redo record this database holds: replay skips those.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const REDO_SEQ: &str = "redo_seq";
+/// Present once the ticket index holds the codes of orders paid before it existed.
+pub const TICKETS_INDEXED: &str = "tickets_indexed";
 
 /// Stored benchmark reports at most.
 pub const BENCH_RESULTS_MAX: usize = 100;
@@ -42,6 +54,11 @@ pub mod table_id {
     pub const COUNTS: u8 = 4;
     pub const EXPIRED_LOG: u8 = 5;
     pub const BENCH_RESULTS: u8 = 6;
+    pub const ADMISSIONS: u8 = 7;
+    pub const TICKETS: u8 = 8;
+    pub const STAFF: u8 = 9;
+    pub const ACTIVITY: u8 = 10;
+    pub const STAFF_NUMBERS: u8 = 11;
 }
 
 /// Enough of an order's record to skip it without decoding all of it.
@@ -87,9 +104,37 @@ fn open_database(path: &Path, cache_bytes: usize) -> anyhow::Result<Database> {
     tx.open_table(COUNTS)?;
     tx.open_table(EXPIRED_LOG)?;
     tx.open_table(BENCH_RESULTS)?;
+    tx.open_table(ADMISSIONS)?;
+    tx.open_table(TICKETS)?;
+    tx.open_table(STAFF)?;
+    tx.open_table(ACTIVITY)?;
+    tx.open_table(STAFF_NUMBERS)?;
     tx.open_table(META)?;
+    index_tickets(&tx)?;
     tx.commit()?;
     Ok(db)
+}
+
+/// A store made before the ticket index: index the codes of its paid orders, once.
+fn index_tickets(tx: &WriteTransaction) -> anyhow::Result<()> {
+    use redb::ReadableTable;
+    let mut meta = tx.open_table(META)?;
+    if meta.get(TICKETS_INDEXED)?.is_some() {
+        return Ok(());
+    }
+    let orders = tx.open_table(ORDERS)?;
+    let mut tickets = tx.open_table(TICKETS)?;
+    let mut indexed = 0u64;
+    for entry in orders.iter()? {
+        let (key, value) = entry?;
+        let order: crate::order::Order = serde_json::from_slice(value.value()).context("decoding an order")?;
+        if let Some(code) = order.ticket_code.as_deref() {
+            tickets.insert(code, key.value())?;
+            indexed += 1;
+        }
+    }
+    meta.insert(TICKETS_INDEXED, indexed)?;
+    Ok(())
 }
 
 /// The open store: redb brought up to date with the redo log, and the log ready for the next
@@ -148,6 +193,7 @@ fn apply_ops(tx: &WriteTransaction, ops: &[Op<'_>]) -> anyhow::Result<()> {
     let mut counts = tx.open_table(COUNTS)?;
     let mut expired_log = tx.open_table(EXPIRED_LOG)?;
     let mut bench_results = tx.open_table(BENCH_RESULTS)?;
+    let mut door = DoorTables::open(tx)?;
     let text = |key: &[u8]| std::str::from_utf8(key).context("redo key is not UTF-8").map(str::to_string);
     let timed = |key: &[u8]| -> anyhow::Result<(u64, String)> {
         anyhow::ensure!(key.len() >= 8, "redo time key too short");
@@ -187,8 +233,55 @@ fn apply_ops(tx: &WriteTransaction, ops: &[Op<'_>]) -> anyhow::Result<()> {
             Op::Put { table: table_id::BENCH_RESULTS, key, value } => {
                 bench_results.insert(text(key)?.as_str(), value)?;
             }
-            other => anyhow::bail!("redo op {other:?} names no table that takes it"),
+            _ => door.apply(op)?,
         }
     }
     Ok(())
+}
+
+/// The door's and the staff's tables, for a replay.
+struct DoorTables<'tx> {
+    admissions: redb::Table<'tx, &'static str, &'static [u8]>,
+    tickets: redb::Table<'tx, &'static str, &'static str>,
+    staff: redb::Table<'tx, &'static str, &'static [u8]>,
+    staff_numbers: redb::Table<'tx, u32, &'static str>,
+    activity: redb::Table<'tx, (u64, &'static str), &'static [u8]>,
+}
+
+impl<'tx> DoorTables<'tx> {
+    fn open(tx: &'tx WriteTransaction) -> anyhow::Result<DoorTables<'tx>> {
+        Ok(DoorTables {
+            admissions: tx.open_table(ADMISSIONS)?,
+            tickets: tx.open_table(TICKETS)?,
+            staff: tx.open_table(STAFF)?,
+            staff_numbers: tx.open_table(STAFF_NUMBERS)?,
+            activity: tx.open_table(ACTIVITY)?,
+        })
+    }
+
+    fn apply(&mut self, op: &Op<'_>) -> anyhow::Result<()> {
+        let text = |bytes: &[u8]| std::str::from_utf8(bytes).context("redo key is not UTF-8").map(str::to_string);
+        match *op {
+            Op::Put { table: table_id::ADMISSIONS, key, value } => {
+                self.admissions.insert(text(key)?.as_str(), value)?;
+            }
+            Op::Put { table: table_id::TICKETS, key, value } => {
+                self.tickets.insert(text(key)?.as_str(), text(value)?.as_str())?;
+            }
+            Op::Put { table: table_id::STAFF, key, value } => {
+                self.staff.insert(text(key)?.as_str(), value)?;
+            }
+            Op::Put { table: table_id::STAFF_NUMBERS, key, value } => {
+                let number = u32::from_be_bytes(key.try_into().context("redo staff number is not 4 bytes")?);
+                self.staff_numbers.insert(number, text(value)?.as_str())?;
+            }
+            Op::Put { table: table_id::ACTIVITY, key, value } => {
+                anyhow::ensure!(key.len() >= 8, "redo time key too short");
+                let at = u64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
+                self.activity.insert((at, text(&key[8..])?.as_str()), value)?;
+            }
+            ref other => anyhow::bail!("redo op {other:?} names no table that takes it"),
+        }
+        Ok(())
+    }
 }

@@ -6,7 +6,8 @@
 
 use tokio::sync::oneshot;
 
-use crate::order::{OrderStatus, Outcome, PreparedOrder};
+use crate::order::{Admission, Order, OrderStatus, Outcome, PreparedOrder, Refund};
+use crate::staff::{ActivityEntry, StaffRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -36,6 +37,44 @@ pub enum PaymentRecorded {
     /// This event id was recorded before: nothing changed.
     Replay,
     NotFound,
+}
+
+/// What recording an admission did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdmissionRecorded {
+    Recorded,
+    /// The ticket's admission was recorded before: this one is not (it is the first that counts).
+    Existed(Admission),
+}
+
+/// What a refund did to its order.
+#[derive(Debug, Clone)]
+pub enum RefundRecorded {
+    Refunded(Order),
+    /// Refunded before (a retry, or a concurrent refund): the order as it is.
+    AlreadyRefunded(Order),
+    NotRefundable(OrderStatus),
+    NotFound,
+}
+
+/// A change to the staff accounts.
+#[derive(Debug, Clone)]
+pub enum StaffOp {
+    /// A new account; the writer gives it the next staff number.
+    Create(StaffRecord),
+    /// Marks the account removed: its sessions end, its name and number stay on record.
+    Remove { name: String, at_ms: u64 },
+    /// Ends the account's sessions issued before `at_ms` (its logout).
+    EndSessions { name: String, at_ms: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub enum StaffChanged {
+    Done(StaffRecord),
+    NameTaken,
+    NotFound,
+    /// `staff::STAFF_MAX` accounts exist (removed ones count).
+    Full,
 }
 
 /// A caller waiting for its write, and the write's result once applied (not yet durable).
@@ -111,6 +150,13 @@ pub enum Write {
         max: usize,
         answer: Answer<(usize, usize)>,
     },
+    /// A ticket let in at the door (recorded after the ledger's admission).
+    Admission(Admission, Answer<AdmissionRecorded>),
+    /// Marks a paid order REFUNDED (after the ledger moved its units back).
+    Refund { order_id: String, refund: Refund, answer: Answer<RefundRecorded> },
+    Staff(StaffOp, Answer<StaffChanged>),
+    /// Appends to the activity log.
+    Activity(ActivityEntry, Answer<()>),
     /// Changes nothing: answered once every write queued before it is committed.
     Flush(Answer<()>),
 }
@@ -124,6 +170,10 @@ impl Write {
             Write::Expire { answer, .. } => answer.commit(),
             Write::BenchResult { answer, .. } => answer.commit(),
             Write::Prune { answer, .. } => answer.commit(),
+            Write::Admission(_, answer) => answer.commit(),
+            Write::Refund { answer, .. } => answer.commit(),
+            Write::Staff(_, answer) => answer.commit(),
+            Write::Activity(_, answer) => answer.commit(),
         }
     }
 
@@ -135,6 +185,10 @@ impl Write {
             Write::Expire { answer, .. } => answer.send(Err(error)),
             Write::BenchResult { answer, .. } => answer.send(Err(error)),
             Write::Prune { answer, .. } => answer.send(Err(error)),
+            Write::Admission(_, answer) => answer.send(Err(error)),
+            Write::Refund { answer, .. } => answer.send(Err(error)),
+            Write::Staff(_, answer) => answer.send(Err(error)),
+            Write::Activity(_, answer) => answer.send(Err(error)),
         }
     }
 }

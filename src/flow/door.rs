@@ -1,0 +1,123 @@
+//! A door scan: read the code, find the order, and let the ledger decide.
+//!
+//! The admission is a transfer Spent → Admitted whose id derives from the order, so however
+//! many doors scan a ticket, at once or across a crash, TigerBeetle creates one admission. The
+//! store's record of it is what makes the answer: a scan answers `admitted` only after that
+//! record is durable, so the record exists exactly for the admissions a door was told about.
+//! Scans of one ticket run one at a time (`App::door_locks`, held from the ledger to the record):
+//!
+//! * created now → record it → `admitted`;
+//! * it exists, and the store has its record → `already_admitted`, with the first admission's
+//!   time, door and staff read back from the ledger;
+//! * it exists, and the store has no record → the first scan never answered (its store write
+//!   failed, or the server died before it): nobody was told to let this guest in, so this scan
+//!   records it and answers `admitted`.
+
+use super::app::{store_read, App, FlowError};
+use crate::accounting::{self, Resource, TransferResult};
+use crate::clock::now_ms;
+use crate::ids::parse_order_id;
+use crate::order::{Admission, Order, OrderStatus};
+use crate::staff::StaffMember;
+use crate::store::AdmissionRecorded;
+use crate::ticket::Code;
+
+/// A decided scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scan {
+    Admitted(Admission),
+    /// The first admission of this ticket.
+    AlreadyAdmitted(Admission),
+    NotPaid { order_id: String, status: OrderStatus },
+    Refunded { order_id: String },
+    Unknown,
+    Invalid(&'static str),
+}
+
+impl App {
+    /// Scans a ticket at `door` (a name `accounting::door_key` takes).
+    pub async fn scan(&self, code: &str, door: &str, staff: &StaffMember) -> Result<Scan, FlowError> {
+        let door_key = accounting::door_key(door).ok_or_else(|| FlowError::BadRequest("invalid door".into()))?;
+        let order_id = match self.ticket_key.read(code) {
+            Code::Signed(order_id) => order_id,
+            Code::Printed(ticket_code) => {
+                if !self.manual_codes.allow(&staff.session, now_ms()) {
+                    return Err(FlowError::TooMany("too many codes typed by hand; scan the QR code".into()));
+                }
+                match store_read(self.store.ticket_order(&ticket_code))? {
+                    Some(order_id) => order_id,
+                    None => return Ok(Scan::Unknown),
+                }
+            }
+            Code::Invalid(why) => return Ok(Scan::Invalid(why)),
+        };
+        let _ticket_lock = self.door_locks.stripe(&order_id).lock().await;
+        let Some(order) = store_read(self.store.order(&order_id))? else { return Ok(Scan::Unknown) };
+        match order.status {
+            OrderStatus::Paid if order.ticket_code.is_some() => {}
+            OrderStatus::Refunded => return Ok(Scan::Refunded { order_id }),
+            status => return Ok(Scan::NotPaid { order_id, status }),
+        }
+        let scan = self.admit(&order, door, door_key, staff).await?;
+        if let Scan::Admitted(a) = &scan {
+            self.metrics.admissions.add(1);
+            self.log_activity(staff, "admitted", format!("order {} class {} door {}", a.order_id, a.cls, a.door)).await;
+        }
+        Ok(scan)
+    }
+
+    /// The ledger's admission of a paid order's ticket, then the store's record of it.
+    async fn admit(&self, order: &Order, door: &str, door_key: u64, staff: &StaffMember) -> Result<Scan, FlowError> {
+        let order_num = parse_order_id(&order.order_id).expect("order ids are ours");
+        let resource = Resource::class(&order.cls);
+        let transfer = accounting::admission(self.config.ledger, resource, order_num, door_key, staff.number);
+        let result = self.transfers(vec![transfer]).await?[0];
+        let record = Admission {
+            order_id: order.order_id.clone(),
+            cls: order.cls.clone(),
+            admitted_at_ms: now_ms(),
+            door: door.to_string(),
+            staff: staff.name.clone(),
+        };
+        match result {
+            TransferResult::Created => {}
+            TransferResult::Exists | TransferResult::ExistsOtherwise => {
+                if store_read(self.store.admission(&order.order_id))?.is_some() {
+                    return self.first_admission(order, order_num).await.map(Scan::AlreadyAdmitted);
+                }
+                tracing::info!(order_id = %order.order_id, "a ticket's admission was never answered: admitting now");
+            }
+            other => {
+                tracing::error!(?other, order_id = %order.order_id, "admission refused by TigerBeetle");
+                return Err(FlowError::Unavailable(format!("the admission was refused: {other:?}")));
+            }
+        }
+        match self.store.record_admission(record.clone()).await? {
+            AdmissionRecorded::Recorded => Ok(Scan::Admitted(record)),
+            // Not while this scan holds the ticket's lock; kept for a second server on one store.
+            AdmissionRecorded::Existed(_) => self.first_admission(order, order_num).await.map(Scan::AlreadyAdmitted),
+        }
+    }
+
+    /// The first admission of a ticket, as the ledger has it: its time (the cluster's), door
+    /// and staff number; the staff member's name from the store.
+    async fn first_admission(&self, order: &Order, order_num: u128) -> Result<Admission, FlowError> {
+        let found = self.lookup(self.ledger.lookup_transfers(vec![accounting::admission_id(order_num)])).await?;
+        let Some(first) = found.first() else {
+            return Err(FlowError::Unavailable("the ledger's admission of this ticket was not found".into()));
+        };
+        let at_ms = first.timestamp().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let staff = match store_read(self.store.staff_name(first.user_data_32()))? {
+            Some(name) => name,
+            None if first.user_data_32() == crate::staff::ADMIN_NUMBER => self.config.admin_user.clone(),
+            None => format!("staff #{}", first.user_data_32()),
+        };
+        Ok(Admission {
+            order_id: order.order_id.clone(),
+            cls: order.cls.clone(),
+            admitted_at_ms: at_ms,
+            door: accounting::door_name(first.user_data_64()),
+            staff,
+        })
+    }
+}

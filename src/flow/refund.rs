@@ -1,0 +1,97 @@
+//! A refund: the order's units go back to sale in the ledger (ids derived from its holds, so a
+//! retried or concurrent refund moves nothing twice), then the order is marked REFUNDED in the
+//! store. A ticket that got in is refused unless forced; forced, its admission is taken back in
+//! the same linked chain as the refund, so the ledger never holds a refunded ticket inside.
+
+use super::app::{store_read, App, FlowError};
+use crate::accounting::{self, Resource, TransferResult};
+use crate::clock::now_ms;
+use crate::ids::parse_order_id;
+use crate::order::{Order, OrderStatus, Refund};
+use crate::staff::StaffMember;
+use crate::store::RefundRecorded;
+
+/// A refund's answer: the order after it, and whether this call refunded it (false: it was
+/// refunded before).
+pub struct Refunded {
+    pub order: Order,
+    pub now: bool,
+}
+
+/// The reason's length at most (it is kept in the order and exported).
+pub const REFUND_REASON_LEN_MAX: usize = 200;
+
+impl App {
+    pub async fn refund(
+        &self,
+        order_id: &str,
+        reason: &str,
+        force: bool,
+        by: &StaffMember,
+    ) -> Result<Refunded, FlowError> {
+        if reason.len() > REFUND_REASON_LEN_MAX {
+            return Err(FlowError::BadRequest(format!("a reason is at most {REFUND_REASON_LEN_MAX} bytes")));
+        }
+        let found = store_read(self.store.order(order_id))?;
+        let order = found.ok_or_else(|| FlowError::NotFound("unknown order".into()))?;
+        // After any payment event of this order, and before any later one.
+        let _order_lock = self.payment_locks.stripe(&order.psid).lock().await;
+        // And after any scan of its ticket: a refund never races an admission.
+        let _ticket_lock = self.door_locks.stripe(order_id).lock().await;
+        let order = store_read(self.store.order(order_id))?.expect("orders are never deleted");
+        match order.status {
+            OrderStatus::Refunded => return Ok(Refunded { order, now: false }),
+            status if status.is_paid() => {}
+            status => {
+                return Err(FlowError::Conflict(format!("only a paid order can be refunded; this one is {}", status.as_str())))
+            }
+        }
+        let admitted = self.return_units(&order, force).await?;
+        let refund = Refund { at_ms: now_ms(), by: by.name.clone(), reason: reason.to_string(), forced: admitted };
+        let order = match self.store.refund(order_id, refund).await? {
+            RefundRecorded::Refunded(order) => order,
+            RefundRecorded::AlreadyRefunded(order) => return Ok(Refunded { order, now: false }),
+            other => return Err(FlowError::Unavailable(format!("the refund was not recorded: {other:?}"))),
+        };
+        let detail = format!("order {} {} {}{}", order.order_id, order.amount, reason, if admitted { " (forced)" } else { "" });
+        self.log_activity(by, "refund", detail).await;
+        Ok(Refunded { order, now: true })
+    }
+
+    /// Moves the order's units back to Budget; answers whether its ticket had been admitted
+    /// (then only with `force`, and the admission is taken back first).
+    async fn return_units(&self, order: &Order, force: bool) -> Result<bool, FlowError> {
+        let ledger = self.config.ledger;
+        let order_num = parse_order_id(&order.order_id).expect("order ids are ours");
+        let class = Resource::class(&order.cls);
+        let mut transfers = Vec::new();
+        let mut admitted = false;
+        if order.status == OrderStatus::Paid {
+            let admission = accounting::admission_id(order_num);
+            admitted = !self.lookup(self.ledger.lookup_transfers(vec![admission])).await?.is_empty();
+            if admitted && !force {
+                return Err(FlowError::Conflict(
+                    "the ticket was admitted at the door; refund it with \"force\": true".into(),
+                ));
+            }
+            if admitted {
+                let unadmit = accounting::unadmission(ledger, class, order_num);
+                transfers.push(unadmit.with_flags(tigerbeetle_unofficial::transfer::Flags::LINKED));
+            }
+            transfers.push(accounting::refund(ledger, class, order.ticket_hold_id, order_num));
+        }
+        if let Some(goodie_hold) = order.goodie_hold_id.filter(|_| order.got_goodie) {
+            transfers.push(accounting::refund(ledger, Resource::GOODIES, goodie_hold, order_num));
+        }
+        if transfers.is_empty() {
+            return Ok(admitted);
+        }
+        for (index, result) in self.transfers(transfers).await?.into_iter().enumerate() {
+            if !matches!(result, TransferResult::Created | TransferResult::Exists) {
+                tracing::error!(?result, index, order_id = %order.order_id, "a refund transfer was refused");
+                return Err(FlowError::Unavailable(format!("the refund was refused by the ledger: {result:?}")));
+            }
+        }
+        Ok(admitted)
+    }
+}
