@@ -281,17 +281,19 @@ pub fn event(app: &App) -> Response<Body> {
     )
 }
 
-/// The ticket code as a QR code (SVG), made here: no network needed to show a ticket.
+/// The ticket's QR code (SVG), made here: no network needed to show a ticket.
 pub fn qr(app: &App, order_id: &str) -> Response<Body> {
     let order = match app.store.order(order_id) {
         Ok(Some(order)) => order,
         Ok(None) => return detail(StatusCode::NOT_FOUND, "unknown order"),
         Err(e) => return response::store_unavailable(&e),
     };
-    let Some(code) = order.ticket_code.filter(|_| order.status == OrderStatus::Paid) else {
+    if order.ticket_code.is_none() || order.status != OrderStatus::Paid {
         return detail(StatusCode::NOT_FOUND, "this order has no ticket");
-    };
-    let qr = qrcode::QrCode::new(code.as_bytes()).expect("a 14-character code always fits a QR code");
+    }
+    // The signed payload (`ticket`), not the printed code: the door refuses a forged one unread.
+    let payload = app.ticket_key.payload(&order.order_id);
+    let qr = qrcode::QrCode::new(payload.as_bytes()).expect("a 69-character payload always fits a QR code");
     let svg = qr.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).quiet_zone(true).build();
     let mut response = response::bytes(StatusCode::OK, "image/svg+xml", Bytes::from(svg));
     response

@@ -11,6 +11,8 @@ mod audit;
 mod batcher;
 mod bench;
 mod browser;
+mod door;
+mod door_rules;
 mod durability;
 mod expiry;
 mod flow;
