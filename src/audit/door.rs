@@ -112,7 +112,11 @@ impl DoorChecker<'_> {
                 code::ADMISSION => admissions.insert(order, t).is_some(),
                 code::REFUND => refunds.insert(order, ns(t.timestamp())).is_some(),
                 _ => {
-                    self.mismatches.add("unknown_transfer", "a transfer out of Spent that tigerfans does not make", hex(t.id()));
+                    self.mismatches.add(
+                        "unknown_transfer",
+                        "a transfer out of Spent that tigerfans does not make",
+                        hex(t.id()),
+                    );
                     false
                 }
             };
@@ -137,7 +141,11 @@ impl DoorChecker<'_> {
             }
             let taken_back = unadmitted.contains_key(num);
             match orders.get(num).map(|o| o.status) {
-                None => self.mismatches.add("admitted_without_order", "an admission of an order the store does not have", hex(*num)),
+                None => self.mismatches.add(
+                    "admitted_without_order",
+                    "an admission of an order the store does not have",
+                    hex(*num),
+                ),
                 Some(OrderStatus::Paid) if !taken_back => {}
                 Some(OrderStatus::Paid) => self.ledger_ahead(
                     unadmitted[num],
@@ -149,7 +157,9 @@ impl DoorChecker<'_> {
                 Some(OrderStatus::Refunded) => {
                     self.mismatches.add("refunded_still_inside", "a refunded ticket is still admitted", hex(*num))
                 }
-                Some(_) => self.mismatches.add("admitted_not_paid", "an admission of an order that is not paid", hex(*num)),
+                Some(_) => {
+                    self.mismatches.add("admitted_not_paid", "an admission of an order that is not paid", hex(*num))
+                }
             }
         }
         for num in unadmitted.keys().filter(|n| !admissions.contains_key(n)) {
@@ -160,7 +170,11 @@ impl DoorChecker<'_> {
     fn check_refunds(&mut self, orders: &HashMap<u128, &Order>, refunds: &HashMap<u128, u64>, is_goodies: bool) {
         for (num, at_ns) in refunds {
             match orders.get(num).map(|o| o.status) {
-                None => self.mismatches.add("refund_without_order", "a refund of an order the store does not have", hex(*num)),
+                None => self.mismatches.add(
+                    "refund_without_order",
+                    "a refund of an order the store does not have",
+                    hex(*num),
+                ),
                 Some(OrderStatus::Refunded) => {}
                 Some(status) if status.is_paid() => self.ledger_ahead(
                     *at_ns,
@@ -168,14 +182,20 @@ impl DoorChecker<'_> {
                     "units refunded in the ledger, order still paid: a refund's store write is missing (retry it)",
                     hex(*num),
                 ),
-                Some(_) => self.mismatches.add("refund_not_paid", "a refund of an order that was never paid", hex(*num)),
+                Some(_) => {
+                    self.mismatches.add("refund_not_paid", "a refund of an order that was never paid", hex(*num))
+                }
             }
         }
         for (num, order) in orders.iter().filter(|(_, o)| o.status == OrderStatus::Refunded) {
             let had_unit = if is_goodies { order.got_goodie } else { order.ticket_code.is_some() };
             match (had_unit, refunds.contains_key(num)) {
-                (true, false) => self.mismatches.add("refund_missing", "a refunded order's unit was not returned", hex(*num)),
-                (false, true) => self.mismatches.add("refund_without_unit", "a refund returned a unit never sold", hex(*num)),
+                (true, false) => {
+                    self.mismatches.add("refund_missing", "a refunded order's unit was not returned", hex(*num))
+                }
+                (false, true) => {
+                    self.mismatches.add("refund_without_unit", "a refund returned a unit never sold", hex(*num))
+                }
                 _ => {}
             }
         }
@@ -190,7 +210,11 @@ impl DoorChecker<'_> {
             let Some(num) = parse_order_id(&a.order_id) else { continue };
             recorded.insert(num);
             if !admissions.contains_key(&num) {
-                self.mismatches.add("admission_not_in_ledger", "the store records an admission the ledger lacks", &a.order_id);
+                self.mismatches.add(
+                    "admission_not_in_ledger",
+                    "the store records an admission the ledger lacks",
+                    &a.order_id,
+                );
             }
         }
         for num in admissions.keys().filter(|n| !recorded.contains(n)) {

@@ -70,8 +70,7 @@ async fn scan(ledger: &Ledger, account_id: u128, room: usize, debits: bool) -> a
     // Up to now (plus clock slack), so a busy server's newest transfers are not chased forever.
     let timestamp_max = ns(SystemTime::now()) + 5_000_000_000;
     loop {
-        let mut filter =
-            tb::account::Filter::new(account_id, SCAN_PAGE_MAX).with_flags(side);
+        let mut filter = tb::account::Filter::new(account_id, SCAN_PAGE_MAX).with_flags(side);
         filter.as_raw_mut().timestamp_min = timestamp_min;
         filter.as_raw_mut().timestamp_max = timestamp_max;
         let page = ledger.get_account_transfers(filter).await?;

@@ -119,7 +119,9 @@ impl PaymentLocks {
 pub enum FlowError {
     BadRequest(String),
     NotFound(String),
-    SoldOut { cls: String },
+    SoldOut {
+        cls: String,
+    },
     /// The request conflicts with the order's state (a refund of an admitted ticket).
     Conflict(String),
     /// Switched off by the configuration (online sales with `mockpay = false`).

@@ -28,8 +28,13 @@ pub enum Scan {
     Admitted(Admission),
     /// The first admission of this ticket.
     AlreadyAdmitted(Admission),
-    NotPaid { order_id: String, status: OrderStatus },
-    Refunded { order_id: String },
+    NotPaid {
+        order_id: String,
+        status: OrderStatus,
+    },
+    Refunded {
+        order_id: String,
+    },
     Unknown,
     Invalid(&'static str),
 }

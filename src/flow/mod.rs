@@ -24,5 +24,5 @@ pub mod staff;
 pub use app::{App, FlowError, PaymentLocks, Readiness, PAYMENT_LOCK_STRIPES};
 pub use checkout::CheckoutOk;
 pub use door::Scan;
-pub use refund::Refunded;
 pub use payment::PaymentOk;
+pub use refund::Refunded;

@@ -43,17 +43,21 @@ impl App {
             OrderStatus::Refunded => return Ok(Refunded { order, now: false }),
             status if status.is_paid() => {}
             status => {
-                return Err(FlowError::Conflict(format!("only a paid order can be refunded; this one is {}", status.as_str())))
+                return Err(FlowError::Conflict(format!(
+                    "only a paid order can be refunded; this one is {}",
+                    status.as_str()
+                )))
             }
         }
         let admitted = self.return_units(&order, force).await?;
         let refund = Refund { at_ms: now_ms(), by: by.name.clone(), reason: reason.to_string(), forced: admitted };
         let order = match self.store.refund(order_id, refund).await? {
-            RefundRecorded::Refunded(order) => order,
-            RefundRecorded::AlreadyRefunded(order) => return Ok(Refunded { order, now: false }),
+            RefundRecorded::Refunded(order) => *order,
+            RefundRecorded::AlreadyRefunded(order) => return Ok(Refunded { order: *order, now: false }),
             other => return Err(FlowError::Unavailable(format!("the refund was not recorded: {other:?}"))),
         };
-        let detail = format!("order {} {} {}{}", order.order_id, order.amount, reason, if admitted { " (forced)" } else { "" });
+        let detail =
+            format!("order {} {} {}{}", order.order_id, order.amount, reason, if admitted { " (forced)" } else { "" });
         self.log_activity(by, "refund", detail).await;
         Ok(Refunded { order, now: true })
     }

@@ -67,7 +67,8 @@ impl App {
         let issued_at_ms = crate::admin::session_issued_at_ms(&session);
         let Some(name) = store_read(self.store.staff_name(number))? else { return Ok(None) };
         let Some(record) = store_read(self.store.staff(&name))? else { return Ok(None) };
-        let live = record.number == number && record.removed_at_ms.is_none() && issued_at_ms >= record.sessions_since_ms;
-        Ok(live.then(|| StaffMember { name: record.name, number, role: record.role, session }))
+        let live =
+            record.number == number && record.removed_at_ms.is_none() && issued_at_ms >= record.sessions_since_ms;
+        Ok(live.then_some(StaffMember { name: record.name, number, role: record.role, session }))
     }
 }

@@ -46,7 +46,7 @@ pub async fn refund(
     };
     let reason = match super::staff::string_field(&body, "reason") {
         Ok(reason) => reason.unwrap_or("").to_string(),
-        Err(refused) => return refused,
+        Err(refused) => return refused.into(),
     };
     let force = match body.get("force") {
         None | Some(Value::Null) => false,

@@ -22,7 +22,7 @@ pub async fn sell(app: &App, limits: &HttpLimits, staff: &StaffMember, request: 
     let fields = (string_field(&body, "cls"), string_field(&body, "payment"), string_field(&body, "customer_email"));
     let (cls, payment, email) = match fields {
         (Ok(Some(cls)), Ok(Some(payment)), Ok(email)) => (cls, payment, email),
-        (Err(refused), _, _) | (_, Err(refused), _) | (_, _, Err(refused)) => return refused,
+        (Err(refused), _, _) | (_, Err(refused), _) | (_, _, Err(refused)) => return refused.into(),
         _ => return detail(StatusCode::BAD_REQUEST, "cls and payment are required"),
     };
     let Some(method) = PaymentMethod::parse(payment) else {

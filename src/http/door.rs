@@ -33,7 +33,7 @@ pub async fn scan(app: &App, limits: &HttpLimits, staff: &StaffMember, request: 
     };
     let (code, door) = match (string_field(&body, "code"), string_field(&body, "door")) {
         (Ok(Some(code)), Ok(Some(door))) => (code, door),
-        (Err(refused), _) | (_, Err(refused)) => return refused,
+        (Err(refused), _) | (_, Err(refused)) => return refused.into(),
         _ => return super::response::detail(StatusCode::BAD_REQUEST, "code and door are required"),
     };
     let answer = match app.scan(code, door, staff).await {

@@ -127,8 +127,21 @@ fn order_row(order: &Order) -> Vec<String> {
 }
 
 const ORDER_HEADER: [&str; 15] = [
-    "order_id", "status", "class", "amount_cents", "currency", "email", "created_at", "paid_at", "ticket_code",
-    "got_goodie", "payment", "sold_by", "refunded_at", "refunded_by", "refund_reason",
+    "order_id",
+    "status",
+    "class",
+    "amount_cents",
+    "currency",
+    "email",
+    "created_at",
+    "paid_at",
+    "ticket_code",
+    "got_goodie",
+    "payment",
+    "sold_by",
+    "refunded_at",
+    "refunded_by",
+    "refund_reason",
 ];
 
 pub fn orders(app: &App, query: Option<&str>) -> Response<Body> {
@@ -151,7 +164,7 @@ pub fn orders(app: &App, query: Option<&str>) -> Response<Body> {
     stream(&app.store, "orders.csv", move |store, rows| {
         let mut open = rows.row(&ORDER_HEADER);
         store.each_order(|order| {
-            let wanted = status.is_none_or(|s| s == order.status) && cls.as_ref().is_none_or(|c| *c == order.cls);
+            let wanted = status.map_or(true, |s| s == order.status) && cls.as_ref().map_or(true, |c| *c == order.cls);
             if wanted {
                 let cells = order_row(&order);
                 open = rows.row(&cells.iter().map(String::as_str).collect::<Vec<_>>());

@@ -139,7 +139,11 @@ fn role_needed(audience: Audience) -> Option<Role> {
 /// The checks every request of a route meets before its handler: the host it names, whether
 /// the app is ready, the staff session and its role, the switches (accounting endpoints,
 /// MockPay), then the method. Passed: the staff member signed in, for a staff route.
-fn refusal(app: &App, route: Route<'_>, request: &Request<Incoming>) -> Result<Option<StaffMember>, Response<Body>> {
+fn refusal(
+    app: &App,
+    route: Route<'_>,
+    request: &Request<Incoming>,
+) -> Result<Option<StaffMember>, Box<Response<Body>>> {
     let method = request.method();
     // An HTTP/1.0 request may name no host; every browser's does.
     if let Some(host) = request.headers().get(HOST) {
@@ -149,36 +153,38 @@ fn refusal(app: &App, route: Route<'_>, request: &Request<Incoming>) -> Result<O
                 "this appliance does not answer to the host name {:?} (allowed_hosts in its config)",
                 hosts::host_name(host)
             );
-            return Err(detail(StatusCode::MISDIRECTED_REQUEST, &why));
+            return Err(Box::new(detail(StatusCode::MISDIRECTED_REQUEST, &why)));
         }
     }
     if !app.readiness.is_ready() && route.needs_ledger() {
-        return Err(starting(app, route));
+        return Err(Box::new(starting(app, route)));
     }
     let mut member = None;
     if route.audience() != Audience::Public {
-        member = match session::staff_of(app, request)? {
+        member = match session::staff_of(app, request).map_err(|e| Box::new(response::flow_error(e)))? {
             Some(member) => Some(member),
-            None if Allow::GetHead.permits(method) || route.allow() == Allow::Post => return Err(session::unauthorized()),
-            None => return Err(method_not_allowed(Allow::GetHead)),
+            None if Allow::GetHead.permits(method) || route.allow() == Allow::Post => {
+                return Err(Box::new(session::unauthorized()))
+            }
+            None => return Err(Box::new(method_not_allowed(Allow::GetHead))),
         };
         if let (Some(needed), Some(m)) = (role_needed(route.audience()), &member) {
             if !m.role.may(needed) {
-                return Err(session::forbidden(needed));
+                return Err(Box::new(session::forbidden(needed)));
             }
         }
     }
     if route.is_accounting() && !app.config.accounting_endpoints {
-        return Err(detail(
+        return Err(Box::new(detail(
             StatusCode::FORBIDDEN,
             "the accounting endpoints are off (serve --accounting-endpoints turns them on, for benchmarks)",
-        ));
+        )));
     }
     if matches!(route, Route::MockPay(_) | Route::Emit(_)) && !app.config.mockpay {
-        return Err(detail(StatusCode::NOT_FOUND, "MockPay is off (mockpay = false): this is a real event"));
+        return Err(Box::new(detail(StatusCode::NOT_FOUND, "MockPay is off (mockpay = false): this is a real event")));
     }
     if !route.allow().permits(method) {
-        return Err(method_not_allowed(route.allow()));
+        return Err(Box::new(method_not_allowed(route.allow())));
     }
     Ok(member)
 }
@@ -192,7 +198,7 @@ async fn dispatch(
 ) -> Response<Body> {
     let member = match refusal(app, route, &request) {
         Ok(member) => member,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let post = request.method() == Method::POST;
     let query = request.uri().query().map(str::to_string);

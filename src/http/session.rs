@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::limits::HttpLimits;
 use super::request::{form_field, read_body, wrong_media_type, BadInput, JSON};
-use super::response::{self, detail, flow_error, json as json_response, page, Body};
+use super::response::{self, detail, json as json_response, page, Body};
 use crate::admin::Admin;
 use crate::clock::now_ms;
 use crate::flow::App;
@@ -21,10 +21,10 @@ use crate::store::StaffOp;
 
 /// The staff member a request's session cookie belongs to, if any. A store that cannot be read
 /// is a 503 (the account behind a session cannot be checked).
-pub fn staff_of(app: &App, request: &Request<Incoming>) -> Result<Option<StaffMember>, Response<Body>> {
+pub fn staff_of(app: &App, request: &Request<Incoming>) -> Result<Option<StaffMember>, crate::flow::FlowError> {
     let cookies = request.headers().get(hyper::header::COOKIE).and_then(|v| v.to_str().ok());
     let Some((session, number)) = app.admin.session_from_cookies(cookies, now_ms()) else { return Ok(None) };
-    app.staff_member(session, number).map_err(flow_error)
+    app.staff_member(session, number)
 }
 
 /// The signed-in staff member, or `None` for no session and for a store that cannot tell.

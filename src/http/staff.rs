@@ -5,7 +5,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::limits::HttpLimits;
-use super::request::query_param;
+use super::request::{query_param, BadInput};
 use super::response::{self, detail, flow_error, json as json_response, Body};
 use super::session::json_body;
 use crate::clock::rfc3339_ms;
@@ -13,11 +13,11 @@ use crate::flow::App;
 use crate::staff::{Role, StaffMember};
 
 /// A JSON object's string field: `None` when absent, a 400 when not a string.
-pub fn string_field<'v>(body: &'v Value, name: &str) -> Result<Option<&'v str>, Response<Body>> {
+pub fn string_field<'v>(body: &'v Value, name: &str) -> Result<Option<&'v str>, BadInput> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(detail(StatusCode::BAD_REQUEST, &format!("{name} must be a string"))),
+        Some(_) => Err(BadInput(format!("{name} must be a string"))),
     }
 }
 
@@ -43,7 +43,7 @@ pub async fn create(app: &App, limits: &HttpLimits, by: &StaffMember, request: R
     let fields = (string_field(&body, "name"), string_field(&body, "password"), string_field(&body, "role"));
     let (name, password, role) = match fields {
         (Ok(n), Ok(p), Ok(r)) => (n.unwrap_or(""), p.unwrap_or(""), r.unwrap_or("")),
-        (Err(refused), _, _) | (_, Err(refused), _) | (_, _, Err(refused)) => return refused,
+        (Err(refused), _, _) | (_, Err(refused), _) | (_, _, Err(refused)) => return refused.into(),
     };
     let Some(role) = Role::parse(role) else {
         return detail(StatusCode::BAD_REQUEST, "role must be admin, box_office or door");

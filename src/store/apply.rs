@@ -79,7 +79,9 @@ pub fn apply_group(tx: &WriteTransaction, group: &mut [Write], ops: &mut Ops) ->
                 answer.result = Some(prune(&mut tables, ops, *sessions_before_ms, *expired_before_ms, *max)?)
             }
             Write::Admission(admission, answer) => answer.result = Some(admit(&mut tables, ops, admission)?),
-            Write::Refund { order_id, refund: r, answer } => answer.result = Some(refund(&mut tables, ops, order_id, r)?),
+            Write::Refund { order_id, refund: r, answer } => {
+                answer.result = Some(refund(&mut tables, ops, order_id, r)?)
+            }
             Write::Staff(op, answer) => answer.result = Some(staff(&mut tables, ops, op)?),
             Write::Activity(entry, answer) => answer.result = Some(activity(&mut tables, ops, entry)?),
             Write::Flush(answer) => answer.result = Some(()),
@@ -223,7 +225,7 @@ fn prune(
 /// Records a ticket's admission unless one is recorded: the first stands.
 fn admit(tables: &mut Tables<'_>, ops: &mut Ops, admission: &Admission) -> anyhow::Result<AdmissionRecorded> {
     if let Some(existing) = tables.admissions.get(admission.order_id.as_str())? {
-        return Ok(AdmissionRecorded::Existed(serde_json::from_slice(existing.value())?));
+        return Ok(AdmissionRecorded::Existed(Box::new(serde_json::from_slice(existing.value())?)));
     }
     let record = serde_json::to_vec(admission)?;
     tables.admissions.insert(admission.order_id.as_str(), record.as_slice())?;
@@ -238,7 +240,7 @@ fn refund(tables: &mut Tables<'_>, ops: &mut Ops, order_id: &str, refund: &Refun
         None => return Ok(RefundRecorded::NotFound),
     };
     if order.status == OrderStatus::Refunded {
-        return Ok(RefundRecorded::AlreadyRefunded(order));
+        return Ok(RefundRecorded::AlreadyRefunded(Box::new(order)));
     }
     if !order.status.is_paid() {
         return Ok(RefundRecorded::NotRefundable(order.status));
@@ -247,7 +249,7 @@ fn refund(tables: &mut Tables<'_>, ops: &mut Ops, order_id: &str, refund: &Refun
     order.status = OrderStatus::Refunded;
     order.refund = Some(refund.clone());
     tables.put_order(ops, order_id, &serde_json::to_vec(&order)?)?;
-    Ok(RefundRecorded::Refunded(order))
+    Ok(RefundRecorded::Refunded(Box::new(order)))
 }
 
 fn put_staff(tables: &mut Tables<'_>, ops: &mut Ops, record: &StaffRecord) -> anyhow::Result<()> {

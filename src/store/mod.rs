@@ -34,8 +34,8 @@ use crate::order::{Admission, Order, OrderStatus, Outcome, PreparedOrder, Refund
 use crate::staff::{ActivityEntry, StaffRecord, STAFF_MAX};
 use flusher::Flusher;
 use schema::{
-    open_store, Opened, StatusOnly, ACTIVITY, ADMISSIONS, BENCH_RESULTS, COUNTS, EXPIRED_LOG, EXPIRY, ORDERS, SESSIONS, STAFF,
-    STAFF_NUMBERS, TICKETS,
+    open_store, Opened, StatusOnly, ACTIVITY, ADMISSIONS, BENCH_RESULTS, COUNTS, EXPIRED_LOG, EXPIRY, ORDERS, SESSIONS,
+    STAFF, STAFF_NUMBERS, TICKETS,
 };
 use write::{Answer, CheckoutRecord, PaymentRecord, Write};
 use writer::{SharedDb, Writer};
@@ -437,7 +437,7 @@ impl Store {
     /// Records a ticket's admission (after the ledger's); the first recorded stands.
     pub async fn record_admission(&self, admission: Admission) -> Result<AdmissionRecorded, StoreError> {
         let (answer, receiver) = Answer::new();
-        self.write(Write::Admission(admission, answer), receiver).await
+        self.write(Write::Admission(Box::new(admission), answer), receiver).await
     }
 
     /// Marks a paid order REFUNDED (after the ledger returned its units).

@@ -44,15 +44,15 @@ pub enum PaymentRecorded {
 pub enum AdmissionRecorded {
     Recorded,
     /// The ticket's admission was recorded before: this one is not (it is the first that counts).
-    Existed(Admission),
+    Existed(Box<Admission>),
 }
 
 /// What a refund did to its order.
 #[derive(Debug, Clone)]
 pub enum RefundRecorded {
-    Refunded(Order),
+    Refunded(Box<Order>),
     /// Refunded before (a retry, or a concurrent refund): the order as it is.
-    AlreadyRefunded(Order),
+    AlreadyRefunded(Box<Order>),
     NotRefundable(OrderStatus),
     NotFound,
 }
@@ -151,9 +151,13 @@ pub enum Write {
         answer: Answer<(usize, usize)>,
     },
     /// A ticket let in at the door (recorded after the ledger's admission).
-    Admission(Admission, Answer<AdmissionRecorded>),
+    Admission(Box<Admission>, Answer<AdmissionRecorded>),
     /// Marks a paid order REFUNDED (after the ledger moved its units back).
-    Refund { order_id: String, refund: Refund, answer: Answer<RefundRecorded> },
+    Refund {
+        order_id: String,
+        refund: Refund,
+        answer: Answer<RefundRecorded>,
+    },
     Staff(StaffOp, Answer<StaffChanged>),
     /// Appends to the activity log.
     Activity(ActivityEntry, Answer<()>),

@@ -39,18 +39,34 @@ fn driver_url() -> &'static str {
 }
 
 async fn browser() -> Client {
+    browser_with(&[]).await
+}
+
+/// A headless Chromium with extra command-line arguments (a fake camera).
+pub async fn browser_with(extra: &[String]) -> Client {
     let profile = scratch_dir("chromium-profile");
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend(extra.iter().cloned());
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".to_string(),
         json!({
             "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ],
+            "args": args,
         }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -68,18 +84,18 @@ fn screenshots_dir() -> PathBuf {
 
 /// Saves what the page shows, after checking that its Content-Security-Policy refused nothing
 /// (every page loads app.js, which records refusals).
-async fn screenshot(client: &Client, name: &str) {
+pub async fn screenshot(client: &Client, name: &str) {
     let refused = client.execute("return window.TF_CSP_VIOLATIONS || null;", vec![]).await.unwrap();
     assert_eq!(refused, json!([]), "{name}: the page's policy refused something, or app.js did not run");
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
-async fn text(client: &Client, css: &str) -> String {
+pub async fn text(client: &Client, css: &str) -> String {
     client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
 }
 
-async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
+pub async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(Duration::from_secs(15))
@@ -89,7 +105,7 @@ async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
 }
 
 /// Waits until a JavaScript expression is truthy.
-async fn wait_js(client: &Client, expression: &str, what: &str) {
+pub async fn wait_js(client: &Client, expression: &str, what: &str) {
     let script = format!("return !!({expression});");
     for _ in 0..150 {
         if client.execute(&script, vec![]).await.unwrap() == json!(true) {

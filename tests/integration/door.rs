@@ -54,7 +54,8 @@ impl Staff {
     /// A new staff account, signed in.
     pub async fn add_staff(&self, name: &str, role: &str) -> Staff {
         let password = format!("{name}-password");
-        let (status, body) = self.post("/api/admin/staff", &json!({"name": name, "password": password, "role": role})).await;
+        let (status, body) =
+            self.post("/api/admin/staff", &json!({"name": name, "password": password, "role": role})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         Staff::login(&self.http, name, &password).await
     }

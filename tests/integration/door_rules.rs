@@ -53,11 +53,15 @@ async fn every_refusal_reason_and_every_forgery() {
     // The printed code typed by hand (lower case, with a space) gets in; then the QR is a second entry.
     let typed = sold["ticket_code"].as_str().unwrap().to_lowercase().replacen('-', "- ", 1);
     let (_, answer) = door.scan(&typed, "north").await;
-    assert_eq!((result(&answer), answer["door"].as_str(), answer["staff"].as_str()), ("admitted".into(), Some("north"), Some("frontdoor")));
+    assert_eq!(
+        (result(&answer), answer["door"].as_str(), answer["staff"].as_str()),
+        ("admitted".into(), Some("north"), Some("frontdoor"))
+    );
     let (_, again) = door.scan(&payload, "south").await;
     assert_eq!((result(&again), again["door"].as_str()), ("already_admitted".into(), Some("north")));
     // Refunded (forced: it got in), then scanned.
-    let (status, _) = admin.post(&format!("/api/admin/orders/{order_id}/refund"), &json!({"reason": "t", "force": true})).await;
+    let (status, _) =
+        admin.post(&format!("/api/admin/orders/{order_id}/refund"), &json!({"reason": "t", "force": true})).await;
     assert_eq!(status, StatusCode::OK);
     let (_, answer) = door.scan(&payload, "north").await;
     assert_eq!(result(&answer), "refunded");
@@ -66,7 +70,8 @@ async fn every_refusal_reason_and_every_forgery() {
     assert_eq!(door.scan(&payload, "North Gate").await.0, StatusCode::BAD_REQUEST);
     assert_eq!(door.post("/api/door/scan", &json!({"code": 5, "door": "north"})).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(door.post("/api/door/scan", &json!({"door": "north"})).await.0, StatusCode::BAD_REQUEST);
-    let headers = [("cookie", door.cookie.as_str()), ("content-type", "application/json"), ("x-csrf-token", door.csrf.as_str())];
+    let headers =
+        [("cookie", door.cookie.as_str()), ("content-type", "application/json"), ("x-csrf-token", door.csrf.as_str())];
     let broken = server.http.request(Method::POST, "/api/door/scan", &headers, b"{".to_vec()).await.unwrap();
     assert_eq!(broken.status, StatusCode::BAD_REQUEST);
     let no_csrf = Staff { csrf: "nope".into(), ..door.clone() };
@@ -124,7 +129,10 @@ async fn staff_accounts_roles_removal_and_the_activity_log() {
     assert_eq!(bob.get("/api/admin/orders").await.status, StatusCode::FORBIDDEN);
     assert_eq!(bob.scan("TCK-AAAAAAAAAA", "north").await.0, StatusCode::FORBIDDEN);
     let report = bob.get("/api/box-office/report").await.json();
-    assert_eq!(report["staff"], json!([{"name": "bob", "tickets": 1, "cash_count": 1, "cash_amount": 6500, "card_count": 0, "card_amount": 0}]));
+    assert_eq!(
+        report["staff"],
+        json!([{"name": "bob", "tickets": 1, "cash_count": 1, "cash_amount": 6500, "card_count": 0, "card_amount": 0}])
+    );
     let page = server.http.request(Method::GET, "/admin", &[("cookie", &bob.cookie)], vec![]).await.unwrap();
     assert_eq!(page.headers["location"], "/box-office", "the admin page sends bob to his own");
 
@@ -133,7 +141,10 @@ async fn staff_accounts_roles_removal_and_the_activity_log() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(bob.get("/api/box-office/report").await.status, StatusCode::UNAUTHORIZED);
     let old = cookie.unwrap();
-    assert_eq!(server.http.request(Method::GET, "/api/staff/me", &[("cookie", &old)], vec![]).await.unwrap().status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.http.request(Method::GET, "/api/staff/me", &[("cookie", &old)], vec![]).await.unwrap().status,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(crate::admin::login(&server.http, "bob", "long-enough").await.1.is_none());
     let staff = admin.get("/api/admin/staff").await.json();
     assert!(staff["staff"].as_array().unwrap().iter().all(|s| s["name"] != "bob"));
@@ -147,7 +158,8 @@ async fn staff_accounts_roles_removal_and_the_activity_log() {
     assert_eq!(admin.get("/api/staff/me").await.status, StatusCode::OK);
 
     let activity = admin.get("/api/admin/activity").await.json();
-    let actions: Vec<&str> = activity["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> =
+        activity["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["staff_created", "staff_removed", "sale", "staff_created"], "newest first");
     server.assert_audit_passes().await;
 }
@@ -200,7 +212,11 @@ async fn refunds_are_idempotent_and_an_admitted_ticket_needs_force() {
     assert!(a.1["instruction"].as_str().unwrap().contains("MockPay"));
     assert_eq!(admin.post(&refund_path, &json!({})).await.0, StatusCode::OK, "and again later");
     let inventory = server.http.inventory().await;
-    assert_eq!((inventory["A"]["sold"].as_u64(), inventory["A"]["available"].as_u64()), (Some(0), Some(3)), "back on sale");
+    assert_eq!(
+        (inventory["A"]["sold"].as_u64(), inventory["A"]["available"].as_u64()),
+        (Some(0), Some(3)),
+        "back on sale"
+    );
 
     // Admitted: refused, then forced (the admission is taken back with it).
     let (_, sold) = admin.sell("A", "cash").await;
@@ -211,14 +227,20 @@ async fn refunds_are_idempotent_and_an_admitted_ticket_needs_force() {
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     let (status, forced) = admin.post(&path, &json!({"reason": "left early", "force": true})).await;
     assert_eq!(status, StatusCode::OK, "{forced}");
-    assert_eq!((forced["forced"].as_bool(), forced["instruction"].as_str().map(|s| s.contains("cash"))), (Some(true), Some(true)));
+    assert_eq!(
+        (forced["forced"].as_bool(), forced["instruction"].as_str().map(|s| s.contains("cash"))),
+        (Some(true), Some(true))
+    );
     let counts = admin.get("/api/door/counts").await.json();
     assert_eq!(counts["classes"][0]["admitted"], 0, "nobody inside on a refunded ticket");
     // Refunds of orders that were never paid are refused.
     let (_, pending) = server.http.checkout("A", "p@example.com").await;
     let path = format!("/api/admin/orders/{}/refund", pending["order_id"].as_str().unwrap());
     assert_eq!(admin.post(&path, &json!({})).await.0, StatusCode::CONFLICT);
-    assert_eq!(admin.post("/api/admin/orders/00000000000000000000000000000000/refund", &json!({})).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        admin.post("/api/admin/orders/00000000000000000000000000000000/refund", &json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
     server.assert_audit_passes().await;
 }
 
@@ -236,7 +258,8 @@ async fn a_paid_unfulfilled_order_is_refunded_without_moving_units() {
     assert_eq!(http.order(late_id).await["status"], "PAID_UNFULFILLED");
     let to_refund = admin.get("/api/admin/orders?status=PAID_UNFULFILLED").await.json();
     assert_eq!(to_refund["orders"][0]["order_id"], late_id);
-    let (status, body) = admin.post(&format!("/api/admin/orders/{late_id}/refund"), &json!({"reason": "sold out"})).await;
+    let (status, body) =
+        admin.post(&format!("/api/admin/orders/{late_id}/refund"), &json!({"reason": "sold out"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(http.inventory().await["A"]["sold"], 1, "the other ticket stays sold");
     server.assert_audit_passes().await;
@@ -293,6 +316,10 @@ async fn with_mockpay_off_online_sales_close_and_the_box_office_and_door_work() 
     let (status, sold) = admin.sell("A", "cash").await;
     assert_eq!(status, StatusCode::OK, "{sold}");
     let order_id = sold["order_id"].as_str().unwrap();
-    assert_eq!(admin.scan(&qr_payload(&server, order_id), "main").await.1["result"], "admitted", "the admin may scan too");
+    assert_eq!(
+        admin.scan(&qr_payload(&server, order_id), "main").await.1["result"],
+        "admitted",
+        "the admin may scan too"
+    );
     server.assert_audit_passes().await;
 }

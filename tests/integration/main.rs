@@ -11,6 +11,7 @@ mod audit;
 mod batcher;
 mod bench;
 mod browser;
+mod browser_door;
 mod door;
 mod door_rules;
 mod durability;
