@@ -503,37 +503,35 @@ impl Store {
         Ok(out)
     }
 
-    /// Calls `each` with every order, oldest first, in one snapshot, until it answers false
-    /// (the exports: one record in memory at a time).
-    pub fn each_order(&self, mut each: impl FnMut(Order) -> bool) -> anyhow::Result<()> {
+    /// Calls `each` with every record of a table, in key order, in one snapshot, until it
+    /// answers false (the exports: one record in memory at a time).
+    fn each<K: redb::Key + 'static, T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<K, &[u8]>,
+        what: &'static str,
+        mut each: impl FnMut(T) -> bool,
+    ) -> anyhow::Result<()> {
         let tx = self.db()?.begin_read()?;
-        for entry in tx.open_table(ORDERS)?.iter()? {
-            if !each(decode(entry?.1.value(), "order")?) {
+        for entry in tx.open_table(table)?.iter()? {
+            if !each(decode(entry?.1.value(), what)?) {
                 break;
             }
         }
         Ok(())
     }
 
-    /// Calls `each` with every admission (by order id), in one snapshot, until it answers false.
-    pub fn each_admission(&self, mut each: impl FnMut(Admission) -> bool) -> anyhow::Result<()> {
-        let tx = self.db()?.begin_read()?;
-        for entry in tx.open_table(ADMISSIONS)?.iter()? {
-            if !each(decode(entry?.1.value(), "admission")?) {
-                break;
-            }
-        }
-        Ok(())
+    /// Every order, oldest first (see `each`).
+    pub fn each_order(&self, each: impl FnMut(Order) -> bool) -> anyhow::Result<()> {
+        self.each(ORDERS, "order", each)
     }
 
-    /// Calls `each` with every activity entry, oldest first, until it answers false.
-    pub fn each_activity(&self, mut each: impl FnMut(ActivityEntry) -> bool) -> anyhow::Result<()> {
-        let tx = self.db()?.begin_read()?;
-        for entry in tx.open_table(ACTIVITY)?.iter()? {
-            if !each(decode(entry?.1.value(), "activity entry")?) {
-                break;
-            }
-        }
-        Ok(())
+    /// Every admission, by order id (see `each`).
+    pub fn each_admission(&self, each: impl FnMut(Admission) -> bool) -> anyhow::Result<()> {
+        self.each(ADMISSIONS, "admission", each)
+    }
+
+    /// Every activity entry, oldest first (see `each`).
+    pub fn each_activity(&self, each: impl FnMut(ActivityEntry) -> bool) -> anyhow::Result<()> {
+        self.each(ACTIVITY, "activity entry", each)
     }
 }

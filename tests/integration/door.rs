@@ -269,3 +269,47 @@ async fn a_kill_9_while_four_doors_scan_lets_no_ticket_in_twice_and_loses_none()
     assert_eq!(admitted_sum(&counts), codes.len() as u64, "every ticket is inside, once: {counts}");
     server.assert_audit_passes().await;
 }
+
+/// Scan latency at four doors while online checkouts run flat out beside them: figures for the
+/// docs (printed, never asserted), and every ticket still admitted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scans_under_a_checkout_load_still_admit_each_ticket_once() {
+    let server = door_server(door_config(1_000_000)).await;
+    let admin = Staff::admin(&server).await;
+    let orders = sell_many(&admin, 400, 16).await;
+    let codes: Vec<(String, String)> = orders.iter().map(|o| (o.clone(), qr_payload(&server, o))).collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for i in 0..32 {
+        let (http, stop) = (server.http.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, _) = http.checkout("B", &format!("load{i}@example.com")).await;
+                assert_eq!(status, StatusCode::OK);
+                done += 1;
+            }
+            done
+        }));
+    }
+    let started = Instant::now();
+    let logs = four_doors(&server.http, &codes, false).await;
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut checkouts = 0;
+    for task in load {
+        checkouts += task.await.unwrap();
+    }
+    let mut latencies: Vec<Duration> = logs.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+    let admitted = logs.iter().flat_map(|(seen, _)| seen).filter(|(_, r, _)| r == "admitted").count();
+    assert_eq!(admitted, codes.len());
+    latencies.sort();
+    println!(
+        "door scans, 4 doors, {} scans under {checkouts} checkouts in {elapsed:?} ({:.0} checkouts/s): p50 {:?}, p99 {:?}",
+        latencies.len(),
+        checkouts as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    server.assert_audit_passes().await;
+}
