@@ -40,8 +40,18 @@ pub enum Scan {
 }
 
 impl App {
-    /// Scans a ticket at `door` (a name `accounting::door_key` takes).
+    /// Scans a ticket at `door` (a name `accounting::door_key` takes), and logs the scan.
     pub async fn scan(&self, code: &str, door: &str, staff: &StaffMember) -> Result<Scan, FlowError> {
+        let scan = self.decide(code, door, staff).await?;
+        self.log_scan(staff, door, &scan);
+        if let Scan::Admitted(a) = &scan {
+            self.metrics.admissions.add(1);
+            self.log_activity(staff, "admitted", format!("order {} class {} door {}", a.order_id, a.cls, a.door)).await;
+        }
+        Ok(scan)
+    }
+
+    async fn decide(&self, code: &str, door: &str, staff: &StaffMember) -> Result<Scan, FlowError> {
         let door_key = accounting::door_key(door).ok_or_else(|| FlowError::BadRequest("invalid door".into()))?;
         let order_id = match self.ticket_key.read(code) {
             Code::Signed(order_id) => order_id,
@@ -63,12 +73,24 @@ impl App {
             OrderStatus::Refunded => return Ok(Scan::Refunded { order_id }),
             status => return Ok(Scan::NotPaid { order_id, status }),
         }
-        let scan = self.admit(&order, door, door_key, staff).await?;
-        if let Scan::Admitted(a) = &scan {
-            self.metrics.admissions.add(1);
-            self.log_activity(staff, "admitted", format!("order {} class {} door {}", a.order_id, a.cls, a.door)).await;
+        self.admit(&order, door, door_key, staff).await
+    }
+
+    /// A scan and its answer in the activity log. An admission's entry is written before the
+    /// answer (`scan`); a refusal's is queued, and the answer does not wait for it.
+    fn log_scan(&self, staff: &StaffMember, door: &str, scan: &Scan) {
+        let detail = match scan {
+            Scan::Admitted(_) => return,
+            Scan::AlreadyAdmitted(a) => format!("already_admitted order {} door {door} (first at {})", a.order_id, a.door),
+            Scan::NotPaid { order_id, status } => format!("not_paid order {order_id} {} door {door}", status.as_str()),
+            Scan::Refunded { order_id } => format!("refunded order {order_id} door {door}"),
+            Scan::Unknown => format!("unknown door {door}"),
+            Scan::Invalid(why) => format!("invalid door {door}: {why}"),
+        };
+        let entry = crate::staff::ActivityEntry { at_ms: now_ms(), staff: staff.name.clone(), action: "scan".into(), detail };
+        if !self.store.log_activity_queued(entry) {
+            tracing::warn!("the store's queue is full: a refused scan is not in the activity log");
         }
-        Ok(scan)
     }
 
     /// The ledger's admission of a paid order's ticket, then the store's record of it.

@@ -153,13 +153,24 @@ pub async fn orders(app: &App, query: Option<&str>) -> Response<Body> {
     let store = app.store.clone();
     let searched = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        store.recent_orders(limit, status, q.as_deref())
+        // Each PAID order with its admission, if it got in (at most `ADMIN_LIST_MAX` lookups).
+        let orders = store.recent_orders(limit, status, q.as_deref())?;
+        let mut listed = Vec::with_capacity(orders.len());
+        for order in &orders {
+            let mut value = order_json(order);
+            if order.status == OrderStatus::Paid {
+                if let Some(a) = store.admission(&order.order_id)? {
+                    value["admitted_at"] = json!(rfc3339_ms(a.admitted_at_ms));
+                    value["admitted_door"] = json!(a.door);
+                }
+            }
+            listed.push(value);
+        }
+        anyhow::Ok(listed)
     })
     .await;
     match searched {
-        Ok(Ok(orders)) => {
-            json_response(StatusCode::OK, &json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()}))
-        }
+        Ok(Ok(orders)) => json_response(StatusCode::OK, &json!({"orders": orders})),
         Ok(Err(e)) => response::store_unavailable(&e),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &format!("order search crashed: {e}")),
     }

@@ -451,6 +451,13 @@ impl Store {
         self.write(Write::Staff(op, answer), receiver).await
     }
 
+    /// Queues an activity entry without waiting for its commit (a door's refusals: the answer
+    /// must not wait for a log line); false when the queue is full.
+    pub fn log_activity_queued(&self, entry: ActivityEntry) -> bool {
+        let (answer, _receiver) = Answer::new();
+        self.queue.try_send(Write::Activity(entry, answer)).is_ok()
+    }
+
     pub async fn log_activity(&self, entry: ActivityEntry) -> Result<(), StoreError> {
         let (answer, receiver) = Answer::new();
         self.write(Write::Activity(entry, answer), receiver).await
