@@ -44,9 +44,8 @@ impl App {
     pub async fn scan(&self, code: &str, door: &str, staff: &StaffMember) -> Result<Scan, FlowError> {
         let scan = self.decide(code, door, staff).await?;
         self.log_scan(staff, door, &scan);
-        if let Scan::Admitted(a) = &scan {
+        if let Scan::Admitted(_) = &scan {
             self.metrics.admissions.add(1);
-            self.log_activity(staff, "admitted", format!("order {} class {} door {}", a.order_id, a.cls, a.door)).await;
         }
         Ok(scan)
     }
@@ -76,8 +75,8 @@ impl App {
         self.admit(&order, door, door_key, staff).await
     }
 
-    /// A scan and its answer in the activity log. An admission's entry is written before the
-    /// answer (`scan`); a refusal's is queued, and the answer does not wait for it.
+    /// A scan and its answer in the activity log. An admission's entry is committed with the
+    /// admission's record (`admit`); a refusal's is queued, and the answer does not wait for it.
     fn log_scan(&self, staff: &StaffMember, door: &str, scan: &Scan) {
         let detail = match scan {
             Scan::Admitted(_) => return,
@@ -119,7 +118,13 @@ impl App {
                 return Err(FlowError::Unavailable(format!("the admission was refused: {other:?}")));
             }
         }
-        match self.store.record_admission(record.clone()).await? {
+        let entry = crate::staff::ActivityEntry {
+            at_ms: record.admitted_at_ms,
+            staff: staff.name.clone(),
+            action: "admitted".into(),
+            detail: format!("order {} class {} door {door}", record.order_id, record.cls),
+        };
+        match self.store.record_admission(record.clone(), entry).await? {
             AdmissionRecorded::Recorded => Ok(Scan::Admitted(record)),
             // Not while this scan holds the ticket's lock; kept for a second server on one store.
             AdmissionRecorded::Existed(_) => self.first_admission(order, order_num).await.map(Scan::AlreadyAdmitted),

@@ -78,7 +78,13 @@ pub fn apply_group(tx: &WriteTransaction, group: &mut [Write], ops: &mut Ops) ->
             Write::Prune { sessions_before_ms, expired_before_ms, max, answer } => {
                 answer.result = Some(prune(&mut tables, ops, *sessions_before_ms, *expired_before_ms, *max)?)
             }
-            Write::Admission(admission, answer) => answer.result = Some(admit(&mut tables, ops, admission)?),
+            Write::Admission(record, answer) => {
+                let (admission, entry) = record.as_ref();
+                answer.result = Some(admit(&mut tables, ops, admission)?);
+                if answer.result == Some(AdmissionRecorded::Recorded) {
+                    activity(&mut tables, ops, entry)?;
+                }
+            }
             Write::Refund { order_id, refund: r, answer } => {
                 answer.result = Some(refund(&mut tables, ops, order_id, r)?)
             }
@@ -269,8 +275,10 @@ fn staff(tables: &mut Tables<'_>, ops: &mut Ops, op: &StaffOp) -> anyhow::Result
         None => None,
     };
     let record = match (op, existing) {
-        (StaffOp::Create(_), Some(_)) => return Ok(StaffChanged::NameTaken),
-        (StaffOp::Create(new), None) => {
+        (StaffOp::Create(_), Some(existing)) if existing.removed_at_ms.is_none() => return Ok(StaffChanged::NameTaken),
+        // A new account (a new number) may take a removed one's name: the old sessions, of the
+        // old number, stay ended.
+        (StaffOp::Create(new), _) => {
             if tables.staff.len()? >= STAFF_MAX as u64 {
                 return Ok(StaffChanged::Full);
             }

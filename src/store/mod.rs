@@ -434,10 +434,15 @@ impl Store {
 /// The door, the box office and the staff: admissions, refunds, the ticket code index, staff
 /// accounts and the activity log; and the walks the exports stream.
 impl Store {
-    /// Records a ticket's admission (after the ledger's); the first recorded stands.
-    pub async fn record_admission(&self, admission: Admission) -> Result<AdmissionRecorded, StoreError> {
+    /// Records a ticket's admission (after the ledger's) and its activity entry; the first
+    /// recorded stands (then the entry is not written either).
+    pub async fn record_admission(
+        &self,
+        admission: Admission,
+        entry: ActivityEntry,
+    ) -> Result<AdmissionRecorded, StoreError> {
         let (answer, receiver) = Answer::new();
-        self.write(Write::Admission(Box::new(admission), answer), receiver).await
+        self.write(Write::Admission(Box::new((admission, entry)), answer), receiver).await
     }
 
     /// Marks a paid order REFUNDED (after the ledger returned its units).

@@ -150,8 +150,9 @@ pub enum Write {
         max: usize,
         answer: Answer<(usize, usize)>,
     },
-    /// A ticket let in at the door (recorded after the ledger's admission).
-    Admission(Box<Admission>, Answer<AdmissionRecorded>),
+    /// A ticket let in at the door (recorded after the ledger's admission), with its line in the
+    /// activity log, in one commit.
+    Admission(Box<(Admission, ActivityEntry)>, Answer<AdmissionRecorded>),
     /// Marks a paid order REFUNDED (after the ledger moved its units back).
     Refund {
         order_id: String,

@@ -148,6 +148,10 @@ async fn staff_accounts_roles_removal_and_the_activity_log() {
     assert!(crate::admin::login(&server.http, "bob", "long-enough").await.1.is_none());
     let staff = admin.get("/api/admin/staff").await.json();
     assert!(staff["staff"].as_array().unwrap().iter().all(|s| s["name"] != "bob"));
+    // The name may be given to a new account; the old account's sessions stay ended.
+    assert_eq!(add("bob", "new-password", "door").await.0, StatusCode::OK);
+    assert_eq!(server.http.request(Method::GET, "/api/staff/me", &[("cookie", &old)], vec![]).await.unwrap().status, StatusCode::UNAUTHORIZED);
+    assert!(crate::admin::login(&server.http, "bob", "new-password").await.1.is_some());
     // A door account's logout ends its own sessions, not the admin's.
     let door = admin.add_staff("dora", "door").await;
     let body = format!("csrf={}", door.csrf);
@@ -160,7 +164,7 @@ async fn staff_accounts_roles_removal_and_the_activity_log() {
     let activity = admin.get("/api/admin/activity").await.json();
     let actions: Vec<&str> =
         activity["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["staff_created", "staff_removed", "sale", "staff_created"], "newest first");
+    assert_eq!(actions, ["staff_created", "staff_created", "staff_removed", "sale", "staff_created"], "newest first");
     server.assert_audit_passes().await;
 }
 
