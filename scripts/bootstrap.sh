@@ -3,8 +3,10 @@
 #   - libclang-dev (Debian): bindgen in tigerbeetle-unofficial-sys needs it,
 #   - Zig 0.14.1 (PyPI `ziglang`) into tools/zig-0.14.1, the path .cargo/config.toml pins as ZIG_PATH,
 #   - the TigerBeetle 0.16.78 server, built from the source vendored in tigerbeetle-unofficial-sys,
-#     cached as tools/bin/tigerbeetle (client and server versions then match exactly).
-# Only the registries are used: Debian, PyPI, crates.io.
+#     cached as tools/bin/tigerbeetle (client and server versions then match exactly),
+#   - the door page's QR decoder (npm `jsqr`, pinned by web/vendor-src/package-lock.json) into
+#     web/ (scripts/vendor-web.sh), with Debian's npm if the machine has none.
+# Only the registries are used: Debian, PyPI, crates.io, npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -61,6 +63,13 @@ for p in meta["packages"]:
     cp "$work/zig-out/bin/tigerbeetle" "$tb_bin.tmp"
     mv "$tb_bin.tmp" "$tb_bin"
     rm -rf "$work"
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    log "installing npm (apt)"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq npm >/dev/null
 fi
 # 4. The web UI's QR decoder (jsQR, from the npm registry, pinned by web/vendor-src/package-lock.json):
 #    rust-embed compiles web/ into the binary, so it must be there before the build.

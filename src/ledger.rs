@@ -123,17 +123,18 @@ impl Ledger {
             Err(e) => bail!("creating accounts: {e}"),
         }
 
-        let budget_ids: Vec<u128> =
-            resources.iter().map(|r| accounting::account_id(ledger, r.resource, AccountKind::Budget)).collect();
-        let budgets = self.lookup_accounts(budget_ids.clone()).await.context("looking up budgets")?;
+        // What was funded is what the Operator gave: Budget's credits also hold the refunds.
+        let operator_ids: Vec<u128> =
+            resources.iter().map(|r| accounting::account_id(ledger, r.resource, AccountKind::Operator)).collect();
+        let operators = self.lookup_accounts(operator_ids.clone()).await.context("looking up operators")?;
         let mut funding = Vec::new();
-        for (r, id) in resources.iter().zip(&budget_ids) {
+        for (r, id) in resources.iter().zip(&operator_ids) {
             let (name, capacity) = (&r.name, r.capacity);
-            let budget = budgets
+            let operator = operators
                 .iter()
                 .find(|a| a.id() == *id)
-                .ok_or_else(|| anyhow!("budget account of {name} missing after creation"))?;
-            let funded = budget.credits_posted();
+                .ok_or_else(|| anyhow!("operator account of {name} missing after creation"))?;
+            let funded = operator.debits_posted();
             if funded > u128::from(capacity) {
                 tracing::warn!(%name, funded, capacity, "capacity lowered in config: not applied (units may be sold)");
             }

@@ -296,7 +296,7 @@ async function refund(btn) {
   btn.disabled = true;
   let r = await adminPost(url, { reason: reason.trim(), force: false });
   // 409: the ticket was already used at the door; refunding it anyway is the admin's call.
-  if (r.status === 409) {
+  if (r.status === 409 && /admitted/.test((r.data && r.data.detail) || "")) {
     if (!confirm(`${r.data.detail || 'The ticket was admitted at the door.'}\n\nAlready admitted — refund anyway?`)) {
       btn.disabled = false;
       return TF.notice(box, '', 'Not refunded.', r.data.detail || '');

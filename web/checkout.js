@@ -90,6 +90,10 @@ form.addEventListener('submit', async (ev) => {
     TF.notice(box, 'error', 'Sold out.', `${c ? c.name : 'This class'} just sold out. Pick another class if one is left.`);
     box.dataset.status = 'sold_out';
     renderOptions();
+  } else if (r.status === 403) {
+    // mockpay = false: a real event sells at the box office only.
+    TF.notice(box, 'error', 'Online sales are closed.', 'Tickets are sold at the box office.');
+    box.dataset.status = 'closed';
   } else if (r.status === 400) {
     const badEmail = /^invalid customer_email/.test(r.data.detail || '');
     TF.notice(box, 'error', 'Please check your details.',

@@ -80,13 +80,16 @@ impl App {
     fn log_scan(&self, staff: &StaffMember, door: &str, scan: &Scan) {
         let detail = match scan {
             Scan::Admitted(_) => return,
-            Scan::AlreadyAdmitted(a) => format!("already_admitted order {} door {door} (first at {})", a.order_id, a.door),
+            Scan::AlreadyAdmitted(a) => {
+                format!("already_admitted order {} door {door} (first at {})", a.order_id, a.door)
+            }
             Scan::NotPaid { order_id, status } => format!("not_paid order {order_id} {} door {door}", status.as_str()),
             Scan::Refunded { order_id } => format!("refunded order {order_id} door {door}"),
             Scan::Unknown => format!("unknown door {door}"),
             Scan::Invalid(why) => format!("invalid door {door}: {why}"),
         };
-        let entry = crate::staff::ActivityEntry { at_ms: now_ms(), staff: staff.name.clone(), action: "scan".into(), detail };
+        let entry =
+            crate::staff::ActivityEntry { at_ms: now_ms(), staff: staff.name.clone(), action: "scan".into(), detail };
         if !self.store.log_activity_queued(entry) {
             tracing::warn!("the store's queue is full: a refused scan is not in the activity log");
         }

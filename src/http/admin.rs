@@ -295,9 +295,17 @@ async fn send_frame(sender: &mpsc::Sender<Bytes>, frame: Bytes, timeout: Duratio
     }
 }
 
+/// Whether the live view's session still belongs to an admin: signed, not expired, and its
+/// account neither removed nor logged out since (checked before every frame).
+fn still_admin(app: &App, member: &crate::staff::StaffMember) -> bool {
+    app.admin.session_still_valid(&member.session, now_ms())
+        && matches!(app.staff_member(member.session.clone(), member.number),
+            Ok(Some(m)) if m.role == crate::staff::Role::Admin)
+}
+
 /// `text/event-stream` of `snapshot` events until the client leaves or stalls, its session
 /// expires, an admin logs out, or the server stops.
-pub fn events(app: Arc<App>, session: String) -> Response<Body> {
+pub fn events(app: Arc<App>, member: crate::staff::StaffMember) -> Response<Body> {
     let Some(slot) = slots::take(&EVENT_STREAMS, EVENT_STREAMS_MAX) else {
         return detail(StatusCode::SERVICE_UNAVAILABLE, "too many live admin views");
     };
@@ -314,7 +322,7 @@ pub fn events(app: Arc<App>, session: String) -> Response<Body> {
             return;
         }
         // The session may have expired or been replaced while the stream was open.
-        while app.admin.session_still_valid(&session, now_ms()) && !*app.shutdown.borrow() {
+        while still_admin(&app, &member) && !*app.shutdown.borrow() {
             let data = serde_json::to_string(&snapshot(&app).await).expect("snapshots serialize");
             let frame = Bytes::from(format!("event: snapshot\ndata: {data}\n\n"));
             if !send_frame(&sender, frame, timeout, &mut ends).await {

@@ -163,10 +163,8 @@ fn refusal(
     if route.audience() != Audience::Public {
         member = match session::staff_of(app, request).map_err(|e| Box::new(response::flow_error(e)))? {
             Some(member) => Some(member),
-            None if Allow::GetHead.permits(method) || route.allow() == Allow::Post => {
-                return Err(Box::new(session::unauthorized()))
-            }
-            None => return Err(Box::new(method_not_allowed(Allow::GetHead))),
+            None if route.allow().permits(method) => return Err(Box::new(session::unauthorized())),
+            None => return Err(Box::new(method_not_allowed(route.allow()))),
         };
         if let (Some(needed), Some(m)) = (role_needed(route.audience()), &member) {
             if !m.role.may(needed) {
@@ -258,7 +256,7 @@ async fn dispatch_staff(
         Route::AdminOrders => admin::orders(app, query).await,
         Route::AdminAudit => admin::audit(app).await,
         Route::AdminGoodies => admin::goodies(app).await,
-        Route::AdminEvents => admin::events(app.clone(), member.session.clone()),
+        Route::AdminEvents => admin::events(app.clone(), member.clone()),
         Route::AdminPending => admin::pending(app, query),
         Route::AdminRefund(order_id) => admin::refund(app, limits, member, order_id, request).await,
         Route::AdminStaff if post => staff::create(app, limits, member, request).await,

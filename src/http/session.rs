@@ -90,6 +90,10 @@ pub async fn json_body(
     }
 }
 
+/// Argon2 password checks running at once at most (each holds 19 MiB while it runs).
+pub const PASSWORD_CHECKS_MAX: usize = 4;
+static PASSWORD_CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A form's text field: empty when missing; a 400 when repeated.
 fn text_field(body: &[u8], name: &str) -> Result<String, BadInput> {
     Ok(form_field(body, name)?.map(|v| v.into_owned()).unwrap_or_default())
@@ -106,9 +110,21 @@ async fn sign_in(app: &App, username: &str, password: &str) -> Result<Option<(u3
         Ok(record) => record.filter(|r| r.removed_at_ms.is_none()),
         Err(e) => return Err(response::store_unavailable(&e)),
     };
+    if password.len() > staff::PASSWORD_LEN_MAX {
+        return Ok(None);
+    }
+    // Each check takes 19 MiB for tens of ms: a few at a time, the rest are told to retry.
+    let Some(slot) = crate::slots::take(&PASSWORD_CHECKS, PASSWORD_CHECKS_MAX) else {
+        return Err(response::see_other("/admin/login?error=busy"));
+    };
     let hash = record.as_ref().map_or_else(|| staff::dummy_hash().to_string(), |r| r.password_hash.clone());
-    let password = password.chars().take(staff::PASSWORD_LEN_MAX).collect::<String>();
-    let matches = tokio::task::spawn_blocking(move || staff::verify_password(&password, &hash)).await.unwrap_or(false);
+    let password = password.to_string();
+    let matches = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        staff::verify_password(&password, &hash)
+    })
+    .await
+    .unwrap_or(false);
     Ok(record.filter(|_| matches).map(|r| (r.number, r.role)))
 }
 

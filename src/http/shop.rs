@@ -276,6 +276,7 @@ pub fn event(app: &App) -> Response<Body> {
             "currency": c.currency,
             "goodie_limit": c.goodie_limit,
             "hold_timeout_s": c.hold_timeout_s,
+            "online_sales": c.mockpay,
             "classes": c.classes.iter().map(|k| json!({"id": k.id, "name": k.name, "price_cents": k.price_cents})).collect::<Vec<_>>(),
         }),
     )

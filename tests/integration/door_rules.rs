@@ -78,6 +78,8 @@ async fn every_refusal_reason_and_every_forgery() {
     assert_eq!(no_csrf.scan(&payload, "north").await.0, StatusCode::FORBIDDEN);
     let (status, _) = server.http.post_json("/api/door/scan", &json!({"code": payload, "door": "north"})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "no session");
+    let (status, _) = server.http.post_json("/api/admin/staff", &json!({"name": "x"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a POST without a session is a 401, not a 405");
 
     // Typed codes are limited per session (30 a minute); the QR is not.
     let mut limited = false;
@@ -150,7 +152,10 @@ async fn staff_accounts_roles_removal_and_the_activity_log() {
     assert!(staff["staff"].as_array().unwrap().iter().all(|s| s["name"] != "bob"));
     // The name may be given to a new account; the old account's sessions stay ended.
     assert_eq!(add("bob", "new-password", "door").await.0, StatusCode::OK);
-    assert_eq!(server.http.request(Method::GET, "/api/staff/me", &[("cookie", &old)], vec![]).await.unwrap().status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server.http.request(Method::GET, "/api/staff/me", &[("cookie", &old)], vec![]).await.unwrap().status,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(crate::admin::login(&server.http, "bob", "new-password").await.1.is_some());
     // A door account's logout ends its own sessions, not the admin's.
     let door = admin.add_staff("dora", "door").await;
@@ -245,6 +250,21 @@ async fn refunds_are_idempotent_and_an_admitted_ticket_needs_force() {
         admin.post("/api/admin/orders/00000000000000000000000000000000/refund", &json!({})).await.0,
         StatusCode::NOT_FOUND
     );
+    server.assert_audit_passes().await;
+
+    // Refunds are Budget's credits too, not funding: a restart funds nothing, a raised capacity
+    // funds exactly the difference.
+    let mut server = server;
+    server.restart().await;
+    let log = std::fs::read_to_string(server.data_dir.join("tigerfans.log")).unwrap();
+    assert!(!log.contains("capacity lowered"), "refunds are not funding");
+    let path = server.data_dir.join("event.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["classes"][0]["capacity"] = json!(5);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    server.restart().await;
+    let inventory = server.http.inventory().await;
+    assert_eq!((inventory["A"]["capacity"].as_u64(), inventory["A"]["sold"].as_u64()), (Some(5), Some(0)));
     server.assert_audit_passes().await;
 }
 
