@@ -64,7 +64,13 @@ pub mod code {
     pub const UNADMISSION: u16 = 6;
     /// A sold unit returned to sale: Spent → Budget.
     pub const REFUND: u16 = 7;
+    /// A ticket leaving through an exit scan (with `re_entry` on): Admitted → Spent.
+    pub const EXIT: u16 = 8;
 }
+
+/// Entries one ticket may make at most with `re_entry` on: a scan looks up every entry and exit
+/// id of a ticket in one request, so this bounds that request.
+pub const ENTRIES_MAX: u32 = 16;
 
 /// What is sold: a ticket class (by its id, at most 8 bytes) or the goodie pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -259,6 +265,21 @@ pub fn admission_id(order_id: u128) -> u128 {
     derive_id(b"admit", &[order_id])
 }
 
+/// The id of a ticket's `entry`-th entry (0: its admission) and of the exit that ends it.
+pub fn entry_id(order_id: u128, entry: u32) -> u128 {
+    assert!(entry < ENTRIES_MAX);
+    if entry == 0 {
+        admission_id(order_id)
+    } else {
+        derive_id(b"admit", &[order_id, u128::from(entry)])
+    }
+}
+
+pub fn exit_id(order_id: u128, entry: u32) -> u128 {
+    assert!(entry < ENTRIES_MAX);
+    derive_id(b"exit", &[order_id, u128::from(entry)])
+}
+
 pub fn unadmission_id(order_id: u128) -> u128 {
     derive_id(b"unadmit", &[order_id])
 }
@@ -289,13 +310,32 @@ pub fn door_name(key: u64) -> String {
 /// of a ticket creates it; a retry of the very same scan (same door, same staff) is `exists`,
 /// any other is `exists` with a different door or staff.
 pub fn admission(ledger: u32, resource: Resource, order_id: u128, door: u64, staff: u32) -> Transfer {
+    entry(ledger, resource, order_id, 0, door, staff)
+}
+
+/// A ticket's `entry`-th entry (re-entry after an exit); entry 0 is its admission.
+pub fn entry(ledger: u32, resource: Resource, order_id: u128, entry: u32, door: u64, staff: u32) -> Transfer {
     assert!(door != 0, "doors are named");
-    Transfer::new(admission_id(order_id))
+    Transfer::new(entry_id(order_id, entry))
         .with_debit_account_id(account_id(ledger, resource, AccountKind::Spent))
         .with_credit_account_id(account_id(ledger, resource, AccountKind::Admitted))
         .with_amount(1)
         .with_ledger(ledger)
         .with_code(code::ADMISSION)
+        .with_user_data_128(order_id)
+        .with_user_data_64(door)
+        .with_user_data_32(staff)
+}
+
+/// A ticket leaving after its `entry`-th entry: the unit goes back to Spent, and the ticket may
+/// enter once more (entry `entry + 1`).
+pub fn exit(ledger: u32, resource: Resource, order_id: u128, entry: u32, door: u64, staff: u32) -> Transfer {
+    Transfer::new(exit_id(order_id, entry))
+        .with_debit_account_id(account_id(ledger, resource, AccountKind::Admitted))
+        .with_credit_account_id(account_id(ledger, resource, AccountKind::Spent))
+        .with_amount(1)
+        .with_ledger(ledger)
+        .with_code(code::EXIT)
         .with_user_data_128(order_id)
         .with_user_data_64(door)
         .with_user_data_32(staff)

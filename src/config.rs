@@ -85,6 +85,10 @@ pub struct Config {
     /// event sets it false: online sales close (403) and tickets are sold at the box office.
     #[serde(default = "default_mockpay")]
     pub mockpay: bool,
+    /// Exit scans: a ticket that leaves may come in once more (up to `accounting::ENTRIES_MAX`
+    /// entries); the ledger still holds at most one unit inside per ticket. Off: one entry.
+    #[serde(default)]
+    pub re_entry: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +162,7 @@ impl Default for Config {
             holds_per_client: default_holds_per_client(),
             allowed_hosts: Vec::new(),
             mockpay: default_mockpay(),
+            re_entry: false,
         }
     }
 }

@@ -10,7 +10,21 @@ const FRAME_MS = 66;          // ~15 decodes a second: enough for a QR held up, 
 const MAX_SIDE = 640;         // frames are decoded at most this big: jsQR's time grows with the pixels
 const SCAN_TIMEOUT_MS = 8000; // a hung request is a failed check (amber), not a queue that waits
 const classNames = {};
-TF.event().then((ev) => { for (const c of ev.classes) classNames[c.id] = c.name; }).catch(() => {});
+// With re-entry on (the event's re_entry), the door scans in or out: the toggle says which.
+let direction = 'in';
+TF.event().then((ev) => {
+  for (const c of ev.classes) classNames[c.id] = c.name;
+  const toggle = $('#direction');
+  if (ev.re_entry && toggle) {
+    toggle.hidden = false;
+    toggle.addEventListener('click', () => {
+      direction = direction === 'in' ? 'out' : 'in';
+      toggle.dataset.direction = direction;
+      toggle.textContent = direction === 'in' ? 'Scanning: entry' : 'Scanning: EXIT';
+      toggle.setAttribute('aria-pressed', String(direction === 'out'));
+    });
+  }
+}).catch(() => {});
 TF.staff.csrf();
 TF.staff.me().then((me) => {
   if (me && me.role === 'box_office') {
@@ -79,7 +93,7 @@ function submit(raw, source) {
 
 async function check(code) {
   setText($('#last-scan'), 'Checking ' + (code.length > 24 ? code.slice(0, 24) + '…' : code));
-  const r = await TF.staff.post('/api/door/scan', { code, door }, SCAN_TIMEOUT_MS);
+  const r = await TF.staff.post('/api/door/scan', { code, door, direction }, SCAN_TIMEOUT_MS);
   if (r.status === 401) return;           // on the way to the sign-in page
   show(verdictOf(r));
   if (r.ok && r.data.result === 'admitted') loadCounts();
@@ -99,6 +113,10 @@ function verdictOf(r) {
       case 'refunded': return Object.assign(base, { title: 'Refunded', sub: 'This ticket was refunded: it is not valid.' });
       case 'unknown': return Object.assign(base, { title: 'Unknown ticket', sub: 'No ticket has this code.' });
       case 'invalid': return Object.assign(base, { title: 'Invalid code', sub: 'Forged or damaged.', detail: d.detail || '' });
+      // An exit is no entry: green means "let out", shown as such.
+      case 'exited': return Object.assign(base, { color: 'green', title: 'Goodbye', sub: 'May come back in once more. ' + clsLabel(d.cls) });
+      case 'not_inside': return Object.assign(base, { title: 'Not inside', sub: 'This ticket is not in the venue now.' });
+      case 'entries_used_up': return Object.assign(base, { title: 'No re-entry left', sub: 'This ticket has used all its entries.' });
       default: return Object.assign(base, { title: 'Not admitted', sub: String(d.result) });
     }
   }

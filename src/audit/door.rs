@@ -44,6 +44,8 @@ pub struct DoorLedger<'a> {
     pub debits: &'a [tb::Transfer],
     /// Order → when its admission was taken back (from Spent's credits).
     pub unadmitted: &'a HashMap<u128, u64>,
+    /// Order → how many times it left through an exit scan (re-entry; from Spent's credits).
+    pub exits: &'a HashMap<u128, u64>,
 }
 
 /// Where the door's findings go, and what they are judged by (as the reconciliation's).
@@ -81,12 +83,25 @@ impl DoorChecker<'_> {
             .filter(|o| is_goodies || Some(o.cls.as_str()) == r.class_id)
             .filter_map(|o| parse_order_id(&o.order_id).map(|num| (num, o)))
             .collect();
-        let (admissions, refunds) = self.sort_debits(r.debits);
-        self.check_admissions(&orders, &admissions, unadmitted, is_goodies);
+        let (admissions, entries, refunds) = self.sort_debits(r.debits);
+        // Inside now, per ticket: its entries less its exits and its unadmission: 0 or 1.
+        let mut inside: HashMap<u128, i64> = HashMap::with_capacity(entries.len());
+        for (num, n) in &entries {
+            let out = r.exits.get(num).copied().unwrap_or(0) + u64::from(unadmitted.contains_key(num));
+            let now = *n as i64 - out as i64;
+            if !(0..=1).contains(&now) {
+                self.mismatches.add("inside_twice", "a ticket inside more than once, or out more than in", hex(*num));
+            }
+            inside.insert(*num, now);
+        }
+        for num in r.exits.keys().filter(|n| !entries.contains_key(n)) {
+            self.mismatches.add("exit_without_entry", "an exit of a ticket that never got in", hex(*num));
+        }
+        self.check_admissions(&orders, &admissions, &inside, unadmitted, is_goodies);
         self.check_refunds(&orders, &refunds, is_goodies);
         let recorded = self.check_recorded(r, &admissions);
         let admitted = narrow(r.admitted.credits_posted() - r.admitted.debits_posted());
-        let inside_scanned = admissions.len().saturating_sub(unadmitted.len()) as u64;
+        let inside_scanned = inside.values().filter(|n| **n > 0).sum::<i64>() as u64;
         if (!self.live && inside_scanned != admitted) || inside_scanned < admitted {
             self.mismatches.add(
                 "scan",
@@ -103,13 +118,21 @@ impl DoorChecker<'_> {
         DoorFigures { admitted, refunded: refunds.len() as u64, recorded }
     }
 
-    /// Spent's debits by kind: admissions by order, refunds by order (with their time).
-    fn sort_debits<'t>(&mut self, debits: &'t [tb::Transfer]) -> (HashMap<u128, &'t tb::Transfer>, HashMap<u128, u64>) {
-        let (mut admissions, mut refunds) = (HashMap::new(), HashMap::new());
+    /// Spent's debits by kind: first admissions by order, entries (with re-entries) counted by
+    /// order, refunds by order (with their time).
+    #[allow(clippy::type_complexity)]
+    fn sort_debits<'t>(
+        &mut self,
+        debits: &'t [tb::Transfer],
+    ) -> (HashMap<u128, &'t tb::Transfer>, HashMap<u128, u64>, HashMap<u128, u64>) {
+        let (mut admissions, mut entries, mut refunds) = (HashMap::new(), HashMap::new(), HashMap::new());
         for t in debits {
             let order = t.user_data_128();
             let twice = match t.code() {
-                code::ADMISSION => admissions.insert(order, t).is_some(),
+                code::ADMISSION => {
+                    *entries.entry(order).or_default() += 1;
+                    t.id() == crate::accounting::admission_id(order) && admissions.insert(order, t).is_some()
+                }
                 code::REFUND => refunds.insert(order, ns(t.timestamp())).is_some(),
                 _ => {
                     self.mismatches.add(
@@ -124,13 +147,17 @@ impl DoorChecker<'_> {
                 self.mismatches.add("moved_twice", "an order admitted or refunded twice", hex(order));
             }
         }
-        (admissions, refunds)
+        for num in entries.keys().filter(|n| !admissions.contains_key(n)) {
+            self.mismatches.add("entry_without_admission", "a re-entry of a ticket never admitted", hex(*num));
+        }
+        (admissions, entries, refunds)
     }
 
     fn check_admissions(
         &mut self,
         orders: &HashMap<u128, &Order>,
         admissions: &HashMap<u128, &tb::Transfer>,
+        inside: &HashMap<u128, i64>,
         unadmitted: &HashMap<u128, u64>,
         is_goodies: bool,
     ) {
@@ -153,7 +180,8 @@ impl DoorChecker<'_> {
                     "an admission taken back, order still PAID: a forced refund's store write is missing",
                     hex(*num),
                 ),
-                Some(OrderStatus::Refunded) if taken_back => {}
+                // Refunded while outside (re-entry), or taken back by the forced refund.
+                Some(OrderStatus::Refunded) if inside.get(num).copied().unwrap_or(0) <= 0 => {}
                 Some(OrderStatus::Refunded) => {
                     self.mismatches.add("refunded_still_inside", "a refunded ticket is still admitted", hex(*num))
                 }

@@ -75,6 +75,8 @@ struct Transfers<'t> {
     booked: HashMap<u128, Vec<u64>>,
     /// Order → when its admission was taken back (a forced refund).
     unadmitted: HashMap<u128, u64>,
+    /// Order → its exits (re-entry).
+    exits: HashMap<u128, u64>,
     /// Units posted or booked: what the Spent balance should add up to.
     posted_units: u64,
 }
@@ -252,6 +254,7 @@ impl Checker<'_> {
             admitted: &r.admitted,
             debits: &r.debits,
             unadmitted: &transfers.unadmitted,
+            exits: &transfers.exits,
         });
         let (sold_bench, held_bench) = (holds.sold_bench, holds.held_bench);
         if report.sold_ledger != sold_orders + sold_bench && !self.live {
@@ -334,6 +337,8 @@ impl Checker<'_> {
                 posted_units += t.amount();
             } else if t.code() == code::UNADMISSION {
                 out.unadmitted.insert(t.user_data_128(), ns(t.timestamp()));
+            } else if t.code() == code::EXIT {
+                *out.exits.entry(t.user_data_128()).or_default() += 1;
             } else {
                 self.mismatches.add(
                     "unknown_transfer",

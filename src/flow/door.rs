@@ -37,12 +37,38 @@ pub enum Scan {
     },
     Unknown,
     Invalid(&'static str),
+    /// Re-entry: the ticket left (the exit's door, staff and time).
+    Exited(Admission),
+    /// Re-entry: an exit scan of a ticket that is not inside.
+    NotInside {
+        order_id: String,
+    },
+    /// Re-entry: the ticket has used all its `accounting::ENTRIES_MAX` entries.
+    EntriesUsedUp {
+        order_id: String,
+    },
+}
+
+/// Which way a scan lets a ticket through: in (always), or out (with `re_entry` on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
 }
 
 impl App {
     /// Scans a ticket at `door` (a name `accounting::door_key` takes), and logs the scan.
-    pub async fn scan(&self, code: &str, door: &str, staff: &StaffMember) -> Result<Scan, FlowError> {
-        let scan = self.decide(code, door, staff).await?;
+    pub async fn scan(
+        &self,
+        code: &str,
+        door: &str,
+        direction: Direction,
+        staff: &StaffMember,
+    ) -> Result<Scan, FlowError> {
+        if direction == Direction::Out && !self.config.re_entry {
+            return Err(FlowError::BadRequest("exit scans need re_entry = true in the configuration".into()));
+        }
+        let scan = self.decide(code, door, direction, staff).await?;
         self.log_scan(staff, door, &scan);
         if let Scan::Admitted(_) = &scan {
             self.metrics.admissions.add(1);
@@ -50,7 +76,13 @@ impl App {
         Ok(scan)
     }
 
-    async fn decide(&self, code: &str, door: &str, staff: &StaffMember) -> Result<Scan, FlowError> {
+    async fn decide(
+        &self,
+        code: &str,
+        door: &str,
+        direction: Direction,
+        staff: &StaffMember,
+    ) -> Result<Scan, FlowError> {
         let door_key = accounting::door_key(door).ok_or_else(|| FlowError::BadRequest("invalid door".into()))?;
         let order_id = match self.ticket_key.read(code) {
             Code::Signed(order_id) => order_id,
@@ -72,6 +104,9 @@ impl App {
             OrderStatus::Refunded => return Ok(Scan::Refunded { order_id }),
             status => return Ok(Scan::NotPaid { order_id, status }),
         }
+        if self.config.re_entry {
+            return self.pass(&order, door, door_key, direction, staff).await;
+        }
         self.admit(&order, door, door_key, staff).await
     }
 
@@ -87,6 +122,9 @@ impl App {
             Scan::Refunded { order_id } => format!("refunded order {order_id} door {door}"),
             Scan::Unknown => format!("unknown door {door}"),
             Scan::Invalid(why) => format!("invalid door {door}: {why}"),
+            Scan::Exited(a) => format!("exited order {} class {} door {door}", a.order_id, a.cls),
+            Scan::NotInside { order_id } => format!("not_inside order {order_id} door {door}"),
+            Scan::EntriesUsedUp { order_id } => format!("entries_used_up order {order_id} door {door}"),
         };
         let entry =
             crate::staff::ActivityEntry { at_ms: now_ms(), staff: staff.name.clone(), action: "scan".into(), detail };
@@ -96,7 +134,13 @@ impl App {
     }
 
     /// The ledger's admission of a paid order's ticket, then the store's record of it.
-    async fn admit(&self, order: &Order, door: &str, door_key: u64, staff: &StaffMember) -> Result<Scan, FlowError> {
+    pub(super) async fn admit(
+        &self,
+        order: &Order,
+        door: &str,
+        door_key: u64,
+        staff: &StaffMember,
+    ) -> Result<Scan, FlowError> {
         let order_num = parse_order_id(&order.order_id).expect("order ids are ours");
         let resource = Resource::class(&order.cls);
         let transfer = accounting::admission(self.config.ledger, resource, order_num, door_key, staff.number);
@@ -134,13 +178,22 @@ impl App {
         }
     }
 
-    /// The first admission of a ticket, as the ledger has it: its time (the cluster's), door
-    /// and staff number; the staff member's name from the store.
+    /// The first admission of a ticket, as the ledger has it.
     async fn first_admission(&self, order: &Order, order_num: u128) -> Result<Admission, FlowError> {
         let found = self.lookup(self.ledger.lookup_transfers(vec![accounting::admission_id(order_num)])).await?;
         let Some(first) = found.first() else {
             return Err(FlowError::Unavailable("the ledger's admission of this ticket was not found".into()));
         };
+        self.describe(order, first)
+    }
+
+    /// A door transfer (an entry or an exit) as the ledger has it: its time (the cluster's),
+    /// door and staff number; the staff member's name from the store.
+    pub(super) fn describe(
+        &self,
+        order: &Order,
+        first: &tigerbeetle_unofficial::Transfer,
+    ) -> Result<Admission, FlowError> {
         let at_ms = first.timestamp().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let staff = match store_read(self.store.staff_name(first.user_data_32()))? {
             Some(name) => name,

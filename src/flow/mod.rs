@@ -18,11 +18,12 @@ pub mod checkout;
 pub mod door;
 pub mod expiry;
 pub mod payment;
+pub mod reentry;
 pub mod refund;
 pub mod staff;
 
 pub use app::{App, FlowError, PaymentLocks, Readiness, PAYMENT_LOCK_STRIPES};
 pub use checkout::CheckoutOk;
-pub use door::Scan;
+pub use door::{Direction, Scan};
 pub use payment::PaymentOk;
 pub use refund::Refunded;

@@ -71,18 +71,18 @@ impl App {
         let mut transfers = Vec::new();
         let mut admitted = false;
         if order.status == OrderStatus::Paid {
-            // Both looked up: a retried forced refund finds its admission already taken back,
-            // and must not send that again (in a linked chain, its `exists` would fail the refund).
-            let ids = vec![accounting::admission_id(order_num), accounting::unadmission_id(order_num)];
-            let found = self.lookup(self.ledger.lookup_transfers(ids)).await?;
-            admitted = found.iter().any(|t| t.id() == accounting::admission_id(order_num));
-            let taken_back = found.iter().any(|t| t.id() == accounting::unadmission_id(order_num));
+            // Entries, exits and the unadmission in one lookup: a ticket that got in needs
+            // `force`; only one inside now is taken back (a retried forced refund finds it taken
+            // back already, and must not send that again: in a linked chain, its `exists`
+            // would fail the refund).
+            let state = self.ticket_state(order_num).await?;
+            admitted = state.admitted_ever;
             if admitted && !force {
                 return Err(FlowError::Conflict(
                     "the ticket was admitted at the door; refund it with \"force\": true".into(),
                 ));
             }
-            if admitted && !taken_back {
+            if state.inside {
                 let unadmit = accounting::unadmission(ledger, class, order_num);
                 transfers.push(unadmit.with_flags(tigerbeetle_unofficial::transfer::Flags::LINKED));
             }

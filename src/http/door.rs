@@ -9,7 +9,7 @@ use super::response::{flow_error, json as json_response, Body};
 use super::session::json_body;
 use super::staff::string_field;
 use crate::clock::rfc3339_ms;
-use crate::flow::{App, Scan};
+use crate::flow::{App, Direction, Scan};
 use crate::order::Admission;
 use crate::staff::StaffMember;
 
@@ -36,7 +36,13 @@ pub async fn scan(app: &App, limits: &HttpLimits, staff: &StaffMember, request: 
         (Err(refused), _) | (_, Err(refused)) => return refused.into(),
         _ => return super::response::detail(StatusCode::BAD_REQUEST, "code and door are required"),
     };
-    let answer = match app.scan(code, door, staff).await {
+    let direction = match string_field(&body, "direction") {
+        Ok(None | Some("in")) => Direction::In,
+        Ok(Some("out")) => Direction::Out,
+        Ok(Some(_)) => return super::response::detail(StatusCode::BAD_REQUEST, "direction is in or out"),
+        Err(refused) => return refused.into(),
+    };
+    let answer = match app.scan(code, door, direction, staff).await {
         Ok(Scan::Admitted(a)) => admission_json("admitted", &a),
         Ok(Scan::AlreadyAdmitted(a)) => admission_json("already_admitted", &a),
         Ok(Scan::NotPaid { order_id, status }) => {
@@ -45,6 +51,12 @@ pub async fn scan(app: &App, limits: &HttpLimits, staff: &StaffMember, request: 
         Ok(Scan::Refunded { order_id }) => json!({"result": "refunded", "order_id": order_id}),
         Ok(Scan::Unknown) => json!({"result": "unknown"}),
         Ok(Scan::Invalid(why)) => json!({"result": "invalid", "detail": why}),
+        Ok(Scan::Exited(a)) => json!({
+            "result": "exited", "order_id": a.order_id, "cls": a.cls, "exited_at": rfc3339_ms(a.admitted_at_ms),
+            "door": a.door, "staff": a.staff,
+        }),
+        Ok(Scan::NotInside { order_id }) => json!({"result": "not_inside", "order_id": order_id}),
+        Ok(Scan::EntriesUsedUp { order_id }) => json!({"result": "entries_used_up", "order_id": order_id}),
         Err(e) => return flow_error(e),
     };
     json_response(StatusCode::OK, &answer)

@@ -277,6 +277,7 @@ pub fn event(app: &App) -> Response<Body> {
             "goodie_limit": c.goodie_limit,
             "hold_timeout_s": c.hold_timeout_s,
             "online_sales": c.mockpay,
+            "re_entry": c.re_entry,
             "classes": c.classes.iter().map(|k| json!({"id": k.id, "name": k.name, "price_cents": k.price_cents})).collect::<Vec<_>>(),
         }),
     )

@@ -347,3 +347,69 @@ async fn with_mockpay_off_online_sales_close_and_the_box_office_and_door_work() 
     );
     server.assert_audit_passes().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_re_entry_a_ticket_that_left_comes_back_once_and_is_never_inside_twice() {
+    let mut config = door_config(10);
+    config["re_entry"] = json!(true);
+    let server = door_server(config).await;
+    let admin = Staff::admin(&server).await;
+    let door = admin.add_staff("reentry", "door").await;
+    let (_, sold) = admin.sell("A", "cash").await;
+    let payload = qr_payload(&server, sold["order_id"].as_str().unwrap());
+    let pass = |direction: &'static str| {
+        let (door, payload) = (door.clone(), payload.clone());
+        async move {
+            let (status, answer) =
+                door.post("/api/door/scan", &json!({"code": payload, "door": "north", "direction": direction})).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            answer["result"].as_str().unwrap().to_string()
+        }
+    };
+    let inside = || {
+        let admin = admin.clone();
+        async move { admin.get("/api/door/counts").await.json()["classes"][0]["admitted"].as_u64().unwrap() }
+    };
+    assert_eq!(pass("out").await, "not_inside", "not in yet");
+    assert_eq!(pass("in").await, "admitted");
+    assert_eq!(pass("in").await, "already_admitted");
+    assert_eq!(pass("out").await, "exited");
+    assert_eq!(inside().await, 0);
+    assert_eq!(pass("out").await, "not_inside");
+    // Two doors let it back in at the same moment: one entry.
+    let (a, b) = tokio::join!(pass("in"), pass("in"));
+    let mut both = [a, b];
+    both.sort();
+    assert_eq!(both, ["admitted".to_string(), "already_admitted".to_string()]);
+    assert_eq!(inside().await, 1, "at most one unit inside per ticket");
+    server.assert_audit_passes().await;
+    // Refunded while inside (forced): the entry is taken back; refunded while outside: nothing to take.
+    let (status, _) = admin
+        .post(&format!("/api/admin/orders/{}/refund", sold["order_id"].as_str().unwrap()), &json!({"force": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(inside().await, 0);
+    let (_, other) = admin.sell("A", "card").await;
+    let other_payload = qr_payload(&server, other["order_id"].as_str().unwrap());
+    for direction in ["in", "out"] {
+        let body = json!({"code": other_payload, "door": "north", "direction": direction});
+        assert_eq!(door.post("/api/door/scan", &body).await.0, StatusCode::OK);
+    }
+    let path = format!("/api/admin/orders/{}/refund", other["order_id"].as_str().unwrap());
+    assert_eq!(admin.post(&path, &json!({})).await.0, StatusCode::CONFLICT, "it got in once: force needed");
+    assert_eq!(admin.post(&path, &json!({"force": true})).await.0, StatusCode::OK);
+    assert_eq!(inside().await, 0);
+    server.assert_audit_passes().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_re_entry_an_exit_scan_is_refused() {
+    let server = door_server(door_config(10)).await;
+    let admin = Staff::admin(&server).await;
+    let (_, sold) = admin.sell("A", "cash").await;
+    let payload = qr_payload(&server, sold["order_id"].as_str().unwrap());
+    let body = json!({"code": payload, "door": "north", "direction": "out"});
+    assert_eq!(admin.post("/api/door/scan", &body).await.0, StatusCode::BAD_REQUEST);
+    let body = json!({"code": payload, "door": "north", "direction": "sideways"});
+    assert_eq!(admin.post("/api/door/scan", &body).await.0, StatusCode::BAD_REQUEST);
+}
