@@ -280,10 +280,6 @@ pub fn exit_id(order_id: u128, entry: u32) -> u128 {
     derive_id(b"exit", &[order_id, u128::from(entry)])
 }
 
-pub fn unadmission_id(order_id: u128) -> u128 {
-    derive_id(b"unadmit", &[order_id])
-}
-
 pub fn refund_id(hold_id: u128) -> u128 {
     derive_id(b"refund", &[hold_id])
 }
@@ -341,9 +337,10 @@ pub fn exit(ledger: u32, resource: Resource, order_id: u128, entry: u32, door: u
         .with_user_data_32(staff)
 }
 
-/// Takes an admission back before its ticket is refunded (linked to the refund).
-pub fn unadmission(ledger: u32, resource: Resource, order_id: u128) -> Transfer {
-    Transfer::new(unadmission_id(order_id))
+/// Takes the `entry`-th entry back before its ticket is refunded (linked to the refund). Its id
+/// is that entry's exit id: the ledger lets an entry end once, by an exit or by a refund.
+pub fn unadmission(ledger: u32, resource: Resource, order_id: u128, entry: u32) -> Transfer {
+    Transfer::new(exit_id(order_id, entry))
         .with_debit_account_id(account_id(ledger, resource, AccountKind::Admitted))
         .with_credit_account_id(account_id(ledger, resource, AccountKind::Spent))
         .with_amount(1)
@@ -425,7 +422,7 @@ pub struct Inventory {
 pub fn inventory(budget: &Account, spent: &Account, admitted: &Account) -> Inventory {
     let narrow = |v: u128| u64::try_from(v).expect("unit balances fit in u64 (CAPACITY_MAX)");
     // Spent's debits are admissions and refunds; Admitted's credits are the admissions.
-    let refunded = narrow(spent.debits_posted() - admitted.credits_posted());
+    let refunded = narrow(spent.debits_posted().saturating_sub(admitted.credits_posted()));
     let capacity = narrow(budget.credits_posted()) - refunded;
     let sold = narrow(budget.debits_posted()) - refunded;
     let held = narrow(spent.credits_pending());
@@ -433,7 +430,8 @@ pub fn inventory(budget: &Account, spent: &Account, admitted: &Account) -> Inven
     assert_eq!(budget.debits_posted() + admitted.debits_posted(), spent.credits_posted());
     assert_eq!(budget.debits_pending(), spent.credits_pending());
     assert!(sold + held <= capacity, "debits exceed credits on a Budget account");
-    let admitted = narrow(admitted.credits_posted() - admitted.debits_posted());
+    // Never below zero (every exit ends one entry); saturating, so a request never aborts on it.
+    let admitted = narrow(admitted.credits_posted().saturating_sub(admitted.debits_posted()));
     assert!(admitted <= sold + refunded, "more admitted than ever sold");
     Inventory { capacity, sold, active_holds: held, available: capacity - sold - held, admitted, refunded }
 }
@@ -510,13 +508,14 @@ mod tests {
         let a = admission(1, Resource::class("A"), 9, door_key("north").unwrap(), 3);
         assert_eq!(a.id(), admission_id(9));
         assert_ne!(admission_id(9), admission_id(10));
-        assert_ne!(admission_id(9), unadmission_id(9));
+        assert_ne!(admission_id(9), exit_id(9, 0));
+        assert_eq!(unadmission(1, Resource::class("A"), 9, 0).id(), exit(1, Resource::class("A"), 9, 0, 1, 1).id());
         assert_eq!((a.user_data_128(), a.user_data_32(), a.code()), (9, 3, code::ADMISSION));
         assert_eq!(a.credit_account_id(), account_id(1, Resource::class("A"), AccountKind::Admitted));
         let r = refund(1, Resource::class("A"), 7, 9);
         assert_eq!(r.id(), refund_id(7));
         assert_eq!(r.credit_account_id(), account_id(1, Resource::class("A"), AccountKind::Budget));
-        assert_eq!(unadmission(1, Resource::class("A"), 9).debit_account_id(), a.credit_account_id());
+        assert_eq!(unadmission(1, Resource::class("A"), 9, 0).debit_account_id(), a.credit_account_id());
     }
 
     #[test]

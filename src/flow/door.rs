@@ -90,10 +90,16 @@ impl App {
                 if !self.manual_codes.allow(&staff.session, now_ms()) {
                     return Err(FlowError::TooMany("too many codes typed by hand; scan the QR code".into()));
                 }
-                match store_read(self.store.ticket_order(&ticket_code))? {
-                    Some(order_id) => order_id,
-                    None => return Ok(Scan::Unknown),
+                let Some(order_id) = store_read(self.store.ticket_order(&ticket_code))? else {
+                    return Ok(Scan::Unknown);
+                };
+                // Codes carry 50 random bits: should two tickets ever share one, the index
+                // names one of them, and only that one's code gets in by hand.
+                let order = store_read(self.store.order(&order_id))?;
+                if order.and_then(|o| o.ticket_code).as_deref() != Some(ticket_code.as_str()) {
+                    return Ok(Scan::Unknown);
                 }
+                order_id
             }
             Code::Invalid(why) => return Ok(Scan::Invalid(why)),
         };
@@ -106,6 +112,12 @@ impl App {
         }
         if self.config.re_entry {
             return self.pass(&order, door, door_key, direction, staff).await;
+        }
+        // A refund moves its units in the ledger before it marks the order: if its store write
+        // failed, the order still reads PAID. The ledger's refund decides.
+        let refund = accounting::refund_id(order.ticket_hold_id);
+        if !self.lookup(self.ledger.lookup_transfers(vec![refund])).await?.is_empty() {
+            return Ok(Scan::Refunded { order_id });
         }
         self.admit(&order, door, door_key, staff).await
     }

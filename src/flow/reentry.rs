@@ -24,22 +24,27 @@ pub struct TicketState {
     /// Whether the last entry has not been followed by its exit (nor taken back by a refund).
     pub inside: bool,
     pub admitted_ever: bool,
-    /// A forced refund took the admission back.
+    /// A forced refund took an entry back (its exit id, code `UNADMISSION`).
     pub taken_back: bool,
+    /// The ledger has the ticket's refund (its store write may still be missing: the order can
+    /// still read PAID, and must not get in).
+    pub refunded: bool,
 }
 
 impl App {
-    /// Every entry, exit and the unadmission of a ticket, in one lookup.
-    pub(super) async fn ticket_state(&self, order_num: u128) -> Result<TicketState, FlowError> {
+    /// Every entry and exit of a ticket (an unadmission is its entry's exit) and its refund, in
+    /// one lookup.
+    pub(super) async fn ticket_state(&self, order_num: u128, ticket_hold: u128) -> Result<TicketState, FlowError> {
         let mut ids: Vec<u128> = (0..ENTRIES_MAX).map(|k| accounting::entry_id(order_num, k)).collect();
         ids.extend((0..ENTRIES_MAX).map(|k| accounting::exit_id(order_num, k)));
-        ids.push(accounting::unadmission_id(order_num));
+        ids.push(accounting::refund_id(ticket_hold));
         let found = self.lookup(self.ledger.lookup_transfers(ids)).await?;
         let has = |id: u128| found.iter().find(|t| t.id() == id).copied();
         let last_entry = (0..ENTRIES_MAX).rev().find_map(|k| has(accounting::entry_id(order_num, k)).map(|t| (k, t)));
-        let taken_back = has(accounting::unadmission_id(order_num)).is_some();
-        let inside = last_entry.is_some_and(|(k, _)| has(accounting::exit_id(order_num, k)).is_none()) && !taken_back;
-        Ok(TicketState { admitted_ever: last_entry.is_some(), last_entry, inside, taken_back })
+        let taken_back = found.iter().any(|t| t.code() == accounting::code::UNADMISSION);
+        let inside = last_entry.is_some_and(|(k, _)| has(accounting::exit_id(order_num, k)).is_none());
+        let refunded = has(accounting::refund_id(ticket_hold)).is_some();
+        Ok(TicketState { admitted_ever: last_entry.is_some(), last_entry, inside, taken_back, refunded })
     }
 
     /// A scan in or out of a paid ticket with re-entry on.
@@ -52,8 +57,11 @@ impl App {
         staff: &StaffMember,
     ) -> Result<Scan, FlowError> {
         let order_num = parse_order_id(&order.order_id).expect("order ids are ours");
-        let state = self.ticket_state(order_num).await?;
+        let state = self.ticket_state(order_num, order.ticket_hold_id).await?;
         let order_id = order.order_id.clone();
+        if state.refunded {
+            return Ok(Scan::Refunded { order_id });
+        }
         let resource = Resource::class(&order.cls);
         let ledger = self.config.ledger;
         // The first entry is an admission, with its store record (`admit`), as without re-entry.

@@ -75,19 +75,29 @@ impl App {
             // `force`; only one inside now is taken back (a retried forced refund finds it taken
             // back already, and must not send that again: in a linked chain, its `exists`
             // would fail the refund).
-            let state = self.ticket_state(order_num).await?;
+            let state = self.ticket_state(order_num, order.ticket_hold_id).await?;
             admitted = state.admitted_ever;
             if admitted && !force {
                 return Err(FlowError::Conflict(
                     "the ticket was admitted at the door; refund it with \"force\": true".into(),
                 ));
             }
-            if state.inside {
-                let unadmit = accounting::unadmission(ledger, class, order_num);
-                transfers.push(unadmit.with_flags(tigerbeetle_unofficial::transfer::Flags::LINKED));
+            // A retry after a lost store write sends only what the ledger lacks: an `exists` in
+            // a linked chain would fail the whole chain, every time.
+            if let Some((entry, _)) = state.last_entry.filter(|_| state.inside) {
+                let unadmit = accounting::unadmission(ledger, class, order_num, entry);
+                let linked = if state.refunded {
+                    tigerbeetle_unofficial::transfer::Flags::empty()
+                } else {
+                    tigerbeetle_unofficial::transfer::Flags::LINKED
+                };
+                transfers.push(unadmit.with_flags(linked));
             }
-            transfers.push(accounting::refund(ledger, class, order.ticket_hold_id, order_num));
+            if !state.refunded {
+                transfers.push(accounting::refund(ledger, class, order.ticket_hold_id, order_num));
+            }
         }
+        // The goodie's refund is independent (`exists` on a retry is a success).
         if let Some(goodie_hold) = order.goodie_hold_id.filter(|_| order.got_goodie) {
             transfers.push(accounting::refund(ledger, Resource::GOODIES, goodie_hold, order_num));
         }
