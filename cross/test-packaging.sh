@@ -187,9 +187,10 @@ if command -v python3 >/dev/null 2>&1 && python3 -c 'import tomllib' 2>/dev/null
 import sys, tomllib
 c = tomllib.load(open(sys.argv[1], "rb"))
 expected = {"event_name", "event_date", "event_tagline", "ledger", "currency", "classes", "goodie_limit",
-            "hold_timeout_s", "webhook_secret", "admin_user", "admin_password", "accounting_endpoints"}
+            "hold_timeout_s", "webhook_secret", "admin_user", "admin_password", "accounting_endpoints", "mockpay"}
 assert set(c) == expected, set(c) ^ expected
 assert c["accounting_endpoints"] is False, "the bare accounting endpoints are off at a real event"
+assert isinstance(c["mockpay"], bool), "the operator sees the MockPay switch (false for a real event)"
 assert len(c["webhook_secret"].encode()) >= 8
 assert [k["id"] for k in c["classes"]] == ["A", "B"]
 assert all(set(k) == {"id", "name", "price_cents", "capacity"} for k in c["classes"])
