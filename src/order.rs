@@ -231,10 +231,6 @@ impl Order {
         }
     }
 
-    /// Whether the ledger holds a unit of its class for this order (sold, and not refunded).
-    pub fn holds_ticket(&self) -> bool {
-        self.status == OrderStatus::Paid
-    }
 
     /// Applies a payment event: its outcome if the order is still open, and its id to the
     /// remembered ones. Returns (before, after) if the status changed.

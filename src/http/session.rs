@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
@@ -82,7 +81,6 @@ pub async fn json_body(
         return Err(detail(StatusCode::FORBIDDEN, "invalid CSRF token (x-csrf-token, from GET /api/admin/csrf)"));
     }
     let (_, body) = read_body(limits, request).await?;
-    let body: Bytes = body;
     match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(value) if value.is_object() => Ok(value),
         Ok(_) => Err(detail(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
