@@ -231,7 +231,6 @@ impl Order {
         }
     }
 
-
     /// Applies a payment event: its outcome if the order is still open, and its id to the
     /// remembered ones. Returns (before, after) if the status changed.
     pub fn apply_payment(&mut self, event_key: &str, outcome: Option<&Outcome>) -> Option<(OrderStatus, OrderStatus)> {
