@@ -13,14 +13,13 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::limits::HttpLimits;
-use super::request::{query_param, read_body, wrong_media_type, BadInput, JSON};
+use super::request::{limit_param, query_param, read_body, wrong_media_type, BadInput, JSON};
 use super::response::{self, detail, json as json_response, Body};
 use super::shop::inventory_json;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::flow::App;
 use crate::order::{Order, OrderStatus};
 use crate::slots;
-use crate::store::ADMIN_LIST_MAX;
 
 /// Live admin views at once; more get 503 (each costs a snapshot per second).
 pub const EVENT_STREAMS_MAX: usize = 16;
@@ -111,16 +110,6 @@ fn hold_json(expires_at_ms: u64, order: &Order, now: u64) -> Value {
         "expires_at": rfc3339_ms(expires_at_ms),
         "expires_in_ms": expires_at_ms.saturating_sub(now),
     })
-}
-
-fn limit_param(query: Option<&str>, default: usize) -> Result<usize, BadInput> {
-    match query_param(query, "limit")? {
-        None => Ok(default),
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=ADMIN_LIST_MAX).contains(&n) => Ok(n),
-            _ => Err(BadInput(format!("limit must be between 1 and {ADMIN_LIST_MAX}"))),
-        },
-    }
 }
 
 /// A search's filters: how many, which status, what text.

@@ -90,6 +90,18 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<Cow<
     single(form_urlencoded::parse(query.unwrap_or("").as_bytes()), name, "query parameter")
 }
 
+/// A list's `limit` query parameter: `default` when absent, else 1 to `ADMIN_LIST_MAX`.
+pub fn limit_param(query: Option<&str>, default: usize) -> Result<usize, BadInput> {
+    use crate::store::ADMIN_LIST_MAX;
+    match query_param(query, "limit")? {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=ADMIN_LIST_MAX).contains(&n) => Ok(n),
+            _ => Err(BadInput(format!("limit must be between 1 and {ADMIN_LIST_MAX}"))),
+        },
+    }
+}
+
 /// A form field's value; refused if it is repeated.
 pub fn form_field<'a>(body: &'a [u8], name: &str) -> Result<Option<Cow<'a, str>>, BadInput> {
     single(form_urlencoded::parse(body), name, "form field")

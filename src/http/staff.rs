@@ -5,7 +5,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::limits::HttpLimits;
-use super::request::{query_param, BadInput};
+use super::request::{limit_param, BadInput};
 use super::response::{self, detail, flow_error, json as json_response, Body};
 use super::session::json_body;
 use crate::clock::rfc3339_ms;
@@ -71,12 +71,8 @@ pub async fn remove(
 }
 
 pub fn activity(app: &App, query: Option<&str>) -> Response<Body> {
-    let limit = match query_param(query, "limit") {
-        Ok(None) => 100,
-        Ok(Some(v)) => match v.parse::<usize>() {
-            Ok(n) if (1..=crate::store::ADMIN_LIST_MAX).contains(&n) => n,
-            _ => return detail(StatusCode::BAD_REQUEST, "limit must be between 1 and 500"),
-        },
+    let limit = match limit_param(query, 100) {
+        Ok(limit) => limit,
         Err(refused) => return refused.into(),
     };
     match app.store.recent_activity(limit) {
