@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,11 @@ pub struct ServeOptions {
     /// What a live audit may read into memory.
     pub audit_limits: crate::audit::AuditLimits,
 }
+
+/// With more than one TigerBeetle client, a second call goes out only while this many
+/// submissions wait behind the one in flight: a second client taking whatever waits split the
+/// batches and was slower; taking only a large backlog was not (docs/decisions.md, 2026-12-03).
+pub const OVERFLOW_SUBMISSIONS_MIN: usize = 64;
 
 /// Expiry index entries a sweep takes at most (one group commit). A sweep that takes this many
 /// is followed by the next at once, not at the next tick.
@@ -103,16 +109,24 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         &options.data_dir,
         &options.tb_cache_grid,
     )?;
-    let result = run(options, listener, &tigerbeetle.addresses, tigerbeetle.cluster).await;
+    let replica_pid = tigerbeetle.supervisor.as_ref().map(|s| s.pid_handle()).unwrap_or_default();
+    let result = run(options, listener, &tigerbeetle.addresses, tigerbeetle.cluster, replica_pid).await;
     if let Some(supervisor) = tigerbeetle.supervisor {
         tokio::task::spawn_blocking(move || supervisor.stop()).await?;
     }
     result
 }
 
-async fn run(options: ServeOptions, listener: TcpListener, addresses: &str, cluster: u128) -> anyhow::Result<()> {
+async fn run(
+    options: ServeOptions,
+    listener: TcpListener,
+    addresses: &str,
+    cluster: u128,
+    replica_pid: Arc<AtomicI32>,
+) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (app, writer) = build_app(&options, addresses, cluster, shutdown_rx.clone())?;
+    let metrics = Arc::new(Metrics { replica_pid, ..Metrics::default() });
+    let (app, writer) = build_app(&options, addresses, cluster, metrics, shutdown_rx.clone())?;
     tracing::info!(%addresses, cluster, ledger = options.config.ledger, "connecting to TigerBeetle");
     let setup = tokio::spawn(set_up_event(app.clone(), shutdown_rx.clone()));
     let sweeper = tokio::spawn(sweep(app.clone(), options.sweep_interval_ms, shutdown_rx.clone()));
@@ -132,9 +146,9 @@ fn build_app(
     options: &ServeOptions,
     addresses: &str,
     cluster: u128,
+    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<App>, WriterHandle)> {
-    let metrics = Arc::new(Metrics::default());
     let ledger = Arc::new(Ledger::connect(cluster, addresses)?);
     let (store, writer) =
         Store::open_with_cache(&options.data_dir.join("tigerfans.redb"), metrics.clone(), options.store_cache_bytes)?;
@@ -142,7 +156,9 @@ fn build_app(
     for _ in 1..options.tb_clients {
         lanes.push(Arc::new(Ledger::connect(cluster, addresses)?));
     }
-    let batcher = Batcher::spawn_lanes(lanes, BatcherOptions::default(), metrics.clone());
+    let batcher_options =
+        BatcherOptions { overflow_submissions_min: OVERFLOW_SUBMISSIONS_MIN, ..BatcherOptions::default() };
+    let batcher = Batcher::spawn_lanes(lanes, batcher_options, metrics.clone());
     let admin =
         Admin::load_or_create(&options.data_dir, &options.config.admin_user, options.config.admin_password.as_deref())?;
     let webhook_secret = secrets::webhook_secret(&options.data_dir, options.config.webhook_secret.as_deref())?;
@@ -161,6 +177,7 @@ fn build_app(
         door_locks: Default::default(),
         ticket_key: crate::ticket::TicketKey::load_or_create(&options.data_dir)?,
         manual_codes: Default::default(),
+        shop_in_flight: Default::default(),
         readiness: Default::default(),
         throttle: Throttle::new(ThrottleLimits {
             checkouts_per_minute: options.config.checkouts_per_minute_per_client,

@@ -28,6 +28,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod order;
 pub mod payment;
+pub mod process;
 pub mod replica;
 pub mod secrets;
 pub mod slots;

@@ -2,7 +2,10 @@
 //! rendered as Prometheus text at `/metrics`.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::process;
 
 #[derive(Default)]
 pub struct Gauge(AtomicI64);
@@ -247,6 +250,11 @@ pub struct Metrics {
     pub late_successes: Counter,
     /// Tickets let in at the door (scans answered `admitted`).
     pub admissions: Counter,
+    /// Shop requests answered 503 at once because too many were in flight (`http::shed`).
+    pub shed: Counter,
+    /// The co-located replica's pid while it runs (0: none, or an external cluster), kept by
+    /// its supervisor: `/metrics` reports its CPU time and memory beside the server's.
+    pub replica_pid: Arc<AtomicI32>,
 }
 
 impl Metrics {
@@ -336,53 +344,40 @@ impl Metrics {
             ("tigerfans_expired_total", &self.expired),
             ("tigerfans_late_successes_total", &self.late_successes),
             ("tigerfans_admissions_total", &self.admissions),
+            ("tigerfans_shed_total", &self.shed),
         ] {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", counter.get());
         }
-        if let Some(rss) = process_rss_bytes() {
+        self.render_processes(out);
+    }
+
+    /// What this process and the co-located replica cost: CPU seconds and resident memory,
+    /// so a benchmark can divide them by the operations of a phase (a figure that drifts less
+    /// than throughput between machines and hours).
+    fn render_processes(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {:.6}",
+            process::self_cpu_seconds()
+        );
+        if let Some(rss) = process::self_rss_bytes() {
             let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}");
         }
+        let pid = self.replica_pid.load(Relaxed);
+        if let Some(usage) = (pid > 0).then(|| process::usage(pid)).flatten() {
+            let _ = writeln!(
+                out,
+                "# TYPE tigerfans_replica_cpu_seconds_total counter\ntigerfans_replica_cpu_seconds_total {:.6}\n\
+                 # TYPE tigerfans_replica_resident_memory_bytes gauge\ntigerfans_replica_resident_memory_bytes {}",
+                usage.cpu_seconds, usage.rss_bytes
+            );
+        }
     }
-}
-
-/// Resident set size from /proc (Linux only), in bytes. `statm` counts pages, and a page is
-/// not always 4 KiB: the Raspberry Pi 5's default kernel uses 16 KiB pages.
-pub fn process_rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size_bytes())
-}
-
-/// The kernel's page size.
-pub fn page_size_bytes() -> u64 {
-    // SAFETY: sysconf reads a constant of the running kernel.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    assert!(size > 0, "sysconf(_SC_PAGESIZE) failed");
-    size as u64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rss_counts_in_the_kernel_s_pages() {
-        let page = page_size_bytes();
-        assert!(page.is_power_of_two() && page >= 4096, "{page}");
-        // /proc/self/status says the same in kB (rounded down to whole kB there).
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let rss = process_rss_bytes().unwrap();
-        assert!(rss % page == 0 && rss / 1024 + 1024 >= kb && kb + 1024 >= rss / 1024, "statm {rss} B, status {kb} kB");
-    }
 
     #[test]
     fn route_labels_are_listed_in_their_own_order() {

@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -189,6 +190,8 @@ pub struct Supervisor {
 #[derive(Default)]
 struct ChildState {
     inner: Mutex<Child>,
+    /// A copy of `Child::pid` for readers that must not take the lock (`/metrics`).
+    pid_published: Arc<AtomicI32>,
 }
 
 #[derive(Default)]
@@ -225,6 +228,11 @@ impl Supervisor {
         let supervisor = Supervisor::spawn(options)?;
         supervisor.wait_listening(Duration::from_millis(START_TIMEOUT_MS))?;
         Ok(supervisor)
+    }
+
+    /// The running replica's pid (0 while none runs), kept current by the supervisor.
+    pub fn pid_handle(&self) -> Arc<AtomicI32> {
+        self.child.pid_published.clone()
     }
 
     /// Waits until the replica accepts connections, at most `timeout`.
@@ -276,6 +284,7 @@ fn supervise(options: ReplicaOptions, address: SocketAddr, state: &ChildState) {
             match formatted.and_then(|()| replica_command(&options, address).spawn().context("could not start")) {
                 Ok(spawned) => {
                     child.pid = spawned.id() as i32;
+                    state.pid_published.store(child.pid, Relaxed);
                     tracing::info!(pid = spawned.id(), %address, "TigerBeetle replica started");
                     Ok(spawned)
                 }
@@ -288,6 +297,7 @@ fn supervise(options: ReplicaOptions, address: SocketAddr, state: &ChildState) {
                 // reused one) until it is cleared under the lock; then reap it.
                 wait_exited(spawned.id());
                 state.inner.lock().expect("replica state lock poisoned").pid = 0;
+                state.pid_published.store(0, Relaxed);
                 let status = spawned.wait();
                 status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
             }

@@ -101,7 +101,10 @@ struct Reserved {
 
 #[derive(Default)]
 struct WorkerOut {
-    latencies_us: Vec<u32>,
+    /// Per successful operation: when it ended (ms since the phase started) and its latency (µs).
+    samples: Vec<(u32, u32)>,
+    /// When each failed operation ended (ms since the phase started).
+    error_ms: Vec<u32>,
     errors: Errors,
     ok: u64,
     checkouts: Vec<Checkout>,
@@ -275,6 +278,17 @@ fn add_server_figures(report: &mut PhaseReport, kind: Phase, b: &ServerFigures, 
     report.tb_batch_avg = stats::average(b.tb_transfers, a.tb_transfers, b.tb_calls, a.tb_calls);
     report.store_commit_avg = stats::average(b.store_writes, a.store_writes, b.store_commits, a.store_commits);
     report.server_rss_bytes = (a.rss_bytes > 0.0).then_some(a.rss_bytes);
+    let ops = report.total;
+    let cpu = |name: &str| (a.all.contains_key(name)).then(|| a.get(name) - b.get(name));
+    report.server_cpu_us_per_op = cpu("process_cpu_seconds_total").and_then(|s| per_op_us(s, ops));
+    report.replica_cpu_us_per_op = cpu("tigerfans_replica_cpu_seconds_total").and_then(|s| per_op_us(s, ops));
+    let replica_rss = a.get("tigerfans_replica_resident_memory_bytes");
+    report.replica_rss_bytes = (replica_rss > 0.0).then_some(replica_rss);
+}
+
+/// CPU microseconds per operation; `None` for a phase that did nothing.
+fn per_op_us(cpu_s: f64, ops: u64) -> Option<f64> {
+    (ops > 0).then(|| cpu_s * 1e6 / ops as f64)
 }
 
 async fn server_figures(probe: &mut Connection) -> Option<ServerFigures> {
@@ -282,19 +296,9 @@ async fn server_figures(probe: &mut Connection) -> Option<ServerFigures> {
     (answer.status == StatusCode::OK).then(|| stats::parse_metrics(&String::from_utf8_lossy(&answer.body)))
 }
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
 async fn run_phase(authority: &str, input: Arc<PhaseInput>) -> (PhaseReport, WorkerOut) {
     let started = Instant::now();
-    let cpu_before = cpu_seconds();
+    let cpu_before = crate::process::self_cpu_seconds();
     let finished = Arc::new(AtomicBool::new(false));
     let progress = tokio::spawn(progress(input.clone(), finished.clone()));
     let mut workers = Vec::with_capacity(input.options.concurrency);
@@ -305,16 +309,19 @@ async fn run_phase(authority: &str, input: Arc<PhaseInput>) -> (PhaseReport, Wor
     }
     let mut merged = WorkerOut::default();
     let mut latencies = Latencies::default();
+    let (mut samples, mut error_ms) = (Vec::new(), Vec::new());
     for worker in workers {
         let out = worker.await.expect("bench worker panicked");
-        latencies.extend(out.latencies_us);
+        latencies.extend(out.samples.iter().map(|&(_, us)| us).collect());
+        samples.extend(out.samples);
+        error_ms.extend(out.error_ms);
         stats::merge_errors(&mut merged.errors, out.errors);
         merged.ok += out.ok;
         merged.checkouts.extend(out.checkouts);
         merged.reserved.extend(out.reserved);
     }
     let wall_s = started.elapsed().as_secs_f64();
-    let cpu_s = cpu_seconds() - cpu_before;
+    let cpu_s = crate::process::self_cpu_seconds() - cpu_before;
     finished.store(true, Relaxed);
     let _ = progress.await;
     let percentiles = latencies.percentiles_ms(&[50.0, 90.0, 99.0, 100.0]);
@@ -336,8 +343,13 @@ async fn run_phase(authority: &str, input: Arc<PhaseInput>) -> (PhaseReport, Wor
         store_commit_avg: None,
         server_rss_bytes: None,
         generator_cpu_cores: cpu_s / wall_s,
+        generator_cpu_us_per_op: per_op_us(cpu_s, merged.ok + errors_total),
+        server_cpu_us_per_op: None,
+        replica_cpu_us_per_op: None,
+        replica_rss_bytes: None,
         breakdown_ms: BTreeMap::new(),
         mean_ms,
+        timeline: stats::timeline(&mut samples, &mut error_ms),
     };
     (report, merged)
 }
@@ -396,14 +408,16 @@ async fn worker(input: Arc<PhaseInput>, mut connection: Connection) -> WorkerOut
             Phase::All => unreachable!("all is expanded into phases"),
         };
         let elapsed_us = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
+        let ended_ms = u32::try_from(input.started.elapsed().as_millis()).unwrap_or(u32::MAX);
         match result {
             Ok(()) => {
                 out.ok += 1;
-                out.latencies_us.push(elapsed_us);
+                out.samples.push((ended_ms, elapsed_us));
                 input.done_ok.fetch_add(1, Relaxed);
             }
             Err(kind) => {
                 *out.errors.entry(kind).or_default() += 1;
+                out.error_ms.push(ended_ms);
                 input.done_err.fetch_add(1, Relaxed);
             }
         }

@@ -24,10 +24,19 @@ pub struct PhaseReport {
     pub server_rss_bytes: Option<f64>,
     /// CPU seconds the generator itself spent, per second of wall time.
     pub generator_cpu_cores: f64,
+    /// CPU time per operation (answered, ok or not) of each process, in µs: the generator's
+    /// own, the server's and its co-located replica's (from `/metrics`; `None` if it does not
+    /// say). It drifts less than throughput between machines and hours.
+    pub generator_cpu_us_per_op: Option<f64>,
+    pub server_cpu_us_per_op: Option<f64>,
+    pub replica_cpu_us_per_op: Option<f64>,
+    pub replica_rss_bytes: Option<f64>,
     /// Average server time per stage in this phase (ms), and the server's whole handler time:
     /// where the time goes.
     pub breakdown_ms: BTreeMap<String, f64>,
     pub mean_ms: f64,
+    /// Per second of the phase (by when operations ended): answers and latency.
+    pub timeline: Vec<super::stats::Second>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,6 +115,15 @@ pub fn print_row(r: &PhaseReport) {
     if !r.breakdown_ms.is_empty() {
         let stages: Vec<String> = r.breakdown_ms.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
         println!("  where the time goes (mean ms): client {:.2} | {}", r.mean_ms, stages.join(" | "));
+    }
+    let cpu = [
+        ("server", r.server_cpu_us_per_op),
+        ("replica", r.replica_cpu_us_per_op),
+        ("generator", r.generator_cpu_us_per_op),
+    ];
+    let cpu: Vec<String> = cpu.iter().filter_map(|(who, us)| us.map(|us| format!("{who} {us:.1}"))).collect();
+    if !cpu.is_empty() {
+        println!("  CPU per operation (µs): {}", cpu.join(" | "));
     }
 }
 

@@ -46,6 +46,43 @@ impl Latencies {
 
 pub type Errors = BTreeMap<String, u64>;
 
+/// One second of a phase: what ended in it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Second {
+    /// Seconds since the phase started.
+    pub t_s: u32,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Per second, from `(ended ms, latency µs)` of each success and the end of each error: how a
+/// rush and its passing look from the client (a phase total hides the recovery).
+pub fn timeline(samples: &mut [(u32, u32)], error_ms: &mut [u32]) -> Vec<Second> {
+    samples.sort_unstable_by_key(|&(ended_ms, _)| ended_ms);
+    error_ms.sort_unstable();
+    let last_ms = samples.last().map(|s| s.0).into_iter().chain(error_ms.last().copied()).max();
+    let Some(last_ms) = last_ms else { return Vec::new() };
+    let (mut ok_at, mut err_at) = (0, 0);
+    (0..=last_ms / 1000)
+        .map(|t_s| {
+            let end_ms = (t_s + 1).saturating_mul(1000);
+            let ok_from = ok_at;
+            while ok_at < samples.len() && samples[ok_at].0 < end_ms {
+                ok_at += 1;
+            }
+            let err_from = err_at;
+            while err_at < error_ms.len() && error_ms[err_at] < end_ms {
+                err_at += 1;
+            }
+            let mut second = Latencies { samples_us: samples[ok_from..ok_at].iter().map(|s| s.1).collect() };
+            let p = second.percentiles_ms(&[50.0, 99.0]);
+            Second { t_s, ok: (ok_at - ok_from) as u64, errors: (err_at - err_from) as u64, p50_ms: p[0], p99_ms: p[1] }
+        })
+        .collect()
+}
+
 pub fn merge_errors(into: &mut Errors, from: Errors) {
     for (kind, n) in from {
         *into.entry(kind).or_default() += n;
@@ -113,6 +150,16 @@ mod tests {
         l.extend((1..=100).map(|ms| ms * 1000).collect());
         assert_eq!(l.percentiles_ms(&[50.0, 90.0, 99.0, 100.0]), vec![50.0, 90.0, 99.0, 100.0]);
         assert_eq!(Latencies::default().percentiles_ms(&[50.0]), vec![0.0]);
+    }
+
+    #[test]
+    fn the_timeline_buckets_by_the_second_an_operation_ended() {
+        let mut samples = vec![(2_500, 30_000), (10, 1_000), (990, 3_000), (1_000, 7_000)];
+        let mut errors = vec![2_999, 1_500];
+        let seconds = timeline(&mut samples, &mut errors);
+        let at = |t_s, ok, errors, p50_ms, p99_ms| Second { t_s, ok, errors, p50_ms, p99_ms };
+        assert_eq!(seconds, vec![at(0, 2, 0, 1.0, 3.0), at(1, 1, 1, 7.0, 7.0), at(2, 1, 1, 30.0, 30.0)]);
+        assert!(timeline(&mut [], &mut []).is_empty());
     }
 
     #[test]
