@@ -64,11 +64,21 @@ pub struct BatcherOptions {
     /// Submissions waiting while a call is in flight; beyond this, `Busy`.
     pub queue_submissions_max: usize,
     pub batch_transfers_max: usize,
+    /// Lanes after the first take a batch only when at least this many submissions wait (0:
+    /// whenever any do), so a second call goes out only when the first left a large batch.
+    pub overflow_submissions_min: usize,
 }
+
+/// How often a waiting overflow lane looks at the queue again.
+const OVERFLOW_POLL_MS: u64 = 1;
 
 impl Default for BatcherOptions {
     fn default() -> Self {
-        BatcherOptions { queue_submissions_max: 65_536, batch_transfers_max: BATCH_TRANSFERS_MAX }
+        BatcherOptions {
+            queue_submissions_max: 65_536,
+            batch_transfers_max: BATCH_TRANSFERS_MAX,
+            overflow_submissions_min: 0,
+        }
     }
 }
 
@@ -87,8 +97,9 @@ impl Batcher {
         assert!(options.batch_transfers_max > 0 && options.batch_transfers_max <= BATCH_TRANSFERS_MAX);
         let (queue, receiver) = mpsc::channel(options.queue_submissions_max);
         let intake = Arc::new(tokio::sync::Mutex::new(Intake { receiver, carried: None }));
-        for backend in backends {
-            tokio::spawn(lane(backend, intake.clone(), options.batch_transfers_max, metrics.clone()));
+        for (index, backend) in backends.into_iter().enumerate() {
+            let waiting_min = if index == 0 { 0 } else { options.overflow_submissions_min };
+            tokio::spawn(lane(backend, intake.clone(), options.batch_transfers_max, waiting_min, metrics.clone()));
         }
         Batcher { queue, batch_transfers_max: options.batch_transfers_max }
     }
@@ -120,6 +131,7 @@ async fn lane<B: Backend>(
     backend: Arc<B>,
     intake: Arc<tokio::sync::Mutex<Intake>>,
     batch_transfers_max: usize,
+    waiting_min: usize,
     metrics: Arc<Metrics>,
 ) {
     let mut owners: Vec<Owner> = Vec::new();
@@ -127,6 +139,11 @@ async fn lane<B: Backend>(
         let mut batch: Vec<Transfer> = Vec::with_capacity(batch_transfers_max);
         {
             let mut intake = intake.lock().await;
+            if waiting_min > 0 && intake.carried.is_none() && intake.receiver.len() < waiting_min {
+                drop(intake);
+                tokio::time::sleep(std::time::Duration::from_millis(OVERFLOW_POLL_MS)).await;
+                continue;
+            }
             let intake = &mut *intake;
             let first = match intake.carried.take() {
                 Some(submission) => submission,
@@ -224,7 +241,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_submitters_get_their_own_results() {
         let fake = Arc::new(Fake { sizes: Mutex::new(Vec::new()) });
-        let options = BatcherOptions { queue_submissions_max: 10_000, batch_transfers_max: 64 };
+        let options =
+            BatcherOptions { queue_submissions_max: 10_000, batch_transfers_max: 64, overflow_submissions_min: 0 };
         let batcher = Batcher::spawn(fake.clone(), options, Arc::new(Metrics::default()));
         let mut tasks = Vec::new();
         for submitter in 0..500u128 {
@@ -260,7 +278,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lanes_share_one_queue_without_losing_or_duplicating() {
         let fakes: Vec<Arc<Fake>> = (0..3).map(|_| Arc::new(Fake { sizes: Mutex::new(Vec::new()) })).collect();
-        let options = BatcherOptions { queue_submissions_max: 10_000, batch_transfers_max: 16 };
+        let options =
+            BatcherOptions { queue_submissions_max: 10_000, batch_transfers_max: 16, overflow_submissions_min: 0 };
         let batcher = Batcher::spawn_lanes(fakes.clone(), options, Arc::new(Metrics::default()));
         let mut tasks = Vec::new();
         for submitter in 0..300u128 {
@@ -297,7 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_is_busy_not_blocking() {
-        let options = BatcherOptions { queue_submissions_max: 2, batch_transfers_max: 1 };
+        let options = BatcherOptions { queue_submissions_max: 2, batch_transfers_max: 1, overflow_submissions_min: 0 };
         let batcher = Batcher::spawn(Arc::new(Stuck), options, Arc::new(Metrics::default()));
         let mut waiting = Vec::new();
         for i in 0..3 {
@@ -308,5 +327,48 @@ mod tests {
         }
         let err = batcher.submit(vec![Transfer::new(9)]).await.unwrap_err();
         assert_eq!(err, BatchError::Busy);
+    }
+
+    /// Records the batch sizes it saw; a stuck one never answers.
+    struct Lane {
+        stuck: bool,
+        sizes: Mutex<Vec<usize>>,
+    }
+
+    impl Backend for Lane {
+        async fn create_transfers(&self, batch: Vec<Transfer>) -> Result<Vec<(u32, TransferResult)>, String> {
+            self.sizes.lock().unwrap().push(batch.len());
+            if self.stuck {
+                std::future::pending::<()>().await;
+            }
+            Ok(Vec::new())
+        }
+    }
+
+    /// Two lanes, the first stuck on its call: the second takes the waiting submissions only
+    /// once at least `overflow_submissions_min` wait, and then all of them in one batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overflow_lane_waits_for_a_backlog() {
+        let first = Arc::new(Lane { stuck: true, sizes: Mutex::new(Vec::new()) });
+        let overflow = Arc::new(Lane { stuck: false, sizes: Mutex::new(Vec::new()) });
+        let options =
+            BatcherOptions { queue_submissions_max: 100, batch_transfers_max: 64, overflow_submissions_min: 5 };
+        let batcher =
+            Batcher::spawn_lanes(vec![first.clone(), overflow.clone()], options, Arc::new(Metrics::default()));
+        let submit = |id: u128| {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.submit(vec![Transfer::new(id)]).await })
+        };
+        let _first = submit(1);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(*first.sizes.lock().unwrap(), [1], "the first lane took the first submission");
+        let mut waiting: Vec<_> = (2..=5).map(submit).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert!(overflow.sizes.lock().unwrap().is_empty(), "4 waiting are fewer than 5: the overflow lane waits");
+        waiting.push(submit(6));
+        for task in waiting {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(*overflow.sizes.lock().unwrap(), [5], "then it takes all 5 at once");
     }
 }

@@ -167,6 +167,11 @@ struct ServeArgs {
     /// Concurrent HTTP connections; more are refused.
     #[arg(long, env = "TIGERFANS_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
+    /// Shop requests that start a sale (checkout, reserve) served at once, and as many again
+    /// that finish one (payment, commit); more are answered 503 at once, with Retry-After.
+    #[arg(long, env = "TIGERFANS_SHOP_IN_FLIGHT_MAX", default_value_t = tigerfans::http::limits::SHOP_IN_FLIGHT_MAX_DEFAULT as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    shop_in_flight_max: u32,
     /// A client must send its request head within this time, and its body within as long again.
     #[arg(long, env = "TIGERFANS_REQUEST_READ_TIMEOUT_MS", default_value_t = 10_000)]
     request_read_timeout_ms: u64,
@@ -260,6 +265,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             connections_max: args.max_connections,
             header_read_timeout_ms: args.request_read_timeout_ms,
             body_read_timeout_ms: args.request_read_timeout_ms,
+            shop_in_flight_max: args.shop_in_flight_max as usize,
             ..HttpLimits::default()
         },
         sweep_interval_ms: 250,

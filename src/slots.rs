@@ -4,6 +4,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Shop requests in flight: those that start a sale (a hold) and those that finish one (a
+/// payment), counted apart so each has its own bound (`http::shed`).
+#[derive(Debug, Default)]
+pub struct ShopInFlight {
+    pub starting: AtomicUsize,
+    pub finishing: AtomicUsize,
+}
+
 /// A place taken from a counter; dropping it gives the place back.
 #[derive(Debug)]
 pub struct Slot<'a>(&'a AtomicUsize);

@@ -43,6 +43,8 @@ pub struct App {
     pub ticket_key: crate::ticket::TicketKey,
     /// Ticket codes typed by hand, per staff session.
     pub manual_codes: crate::ticket::ManualCodes,
+    /// The shop's ticket-moving requests in flight, bounded by the HTTP edge (load shedding).
+    pub shop_in_flight: crate::slots::ShopInFlight,
     /// Anonymous checkouts per client address (hold-squatting).
     pub throttle: crate::throttle::Throttle,
     /// Whether the event's accounts are set up in TigerBeetle yet.

@@ -1,6 +1,10 @@
 //! The HTTP edge's limits, all explicit: a client that breaks one gets a clear status and the
 //! server keeps serving everyone else.
 
+/// Measured on a 2-core machine (docs/benchmarks.md, "The rush"): 512 in flight is past the
+/// point where more concurrency adds throughput, and answers within ~50 ms at p99.
+pub const SHOP_IN_FLIGHT_MAX_DEFAULT: usize = 512;
+
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
     /// Connections served at once; more are accepted and closed at once.
@@ -15,6 +19,9 @@ pub struct HttpLimits {
     pub header_bytes_max: usize,
     /// In-flight requests get this long to finish at shutdown.
     pub drain_timeout_ms: u64,
+    /// Shop requests that start a sale (checkout, reserve) in flight at once, and as many
+    /// again that finish one (payment, commit); more get 503 at once (`shed`).
+    pub shop_in_flight_max: usize,
 }
 
 impl Default for HttpLimits {
@@ -26,6 +33,7 @@ impl Default for HttpLimits {
             body_bytes_max: 64 * 1024,
             header_bytes_max: 16 * 1024,
             drain_timeout_ms: 10_000,
+            shop_in_flight_max: SHOP_IN_FLIGHT_MAX_DEFAULT,
         }
     }
 }

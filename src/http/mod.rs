@@ -17,6 +17,7 @@ pub mod route;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod shed;
 pub mod shop;
 pub mod staff;
 

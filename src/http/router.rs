@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::limits::HttpLimits;
 use super::response::{self, detail, page, Body};
 use super::route::{Allow, Audience, Route};
-use super::{admin, box_office, door, export, hosts, ops, session, shop, staff};
+use super::{admin, box_office, door, export, hosts, ops, session, shed, shop, staff};
 use crate::flow::App;
 use crate::metrics::RouteLabel;
 use crate::staff::{Role, StaffMember};
@@ -204,6 +204,10 @@ async fn dispatch(
     if let Some(member) = member {
         return dispatch_staff(app, limits, route, request, query, post, &member).await;
     }
+    let _in_flight = match shed::admit(app, limits.shop_in_flight_max, route) {
+        Ok(place) => place,
+        Err(busy) => return busy,
+    };
     match route {
         Route::Index => page("index.html"),
         Route::DemoCheckout => page("checkout.html"),

@@ -18,6 +18,7 @@ mod durability;
 mod expiry;
 mod flow;
 mod hostile;
+mod overload;
 mod oversell;
 mod reference;
 mod security;
