@@ -45,9 +45,11 @@ test-dist: dist build
 	./cross/test-bundle.sh
 	TIGERFANS_BIN=target/release/tigerfans ./cross/test-packaging.sh
 
-# The benchmark script end to end, tiny (its figures mean nothing at this size; it must run).
+# The benchmark scripts end to end, tiny (its figures mean nothing at this size; it must run).
 test-bench: build
 	./scripts/bench.sh 1 2000
+	KNEE_DURATION_S=2 KNEE_RATES="1000 2000" KNEE_OUT=target/knee-test KNEE_SVG=target/knee-test/knee.svg \
+		./scripts/knee.sh sweep checkout
 
 # Against a running server: make bench BASE=http://127.0.0.1:8000
 BASE ?= http://127.0.0.1:8000
