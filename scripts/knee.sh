@@ -237,6 +237,13 @@ PY
 }
 
 # ---------------------------------------------------------------------------------------------
+
+# paced NAME RATE SECONDS CONNECTIONS: one open-loop bench of the overload's $phase against
+# $base, its report in $dir/NAME.json and its output in $dir/NAME.out.
+paced() {
+    "$bin" bench --base "$base" --phase "$phase" --rate "$2" --duration "$3" --total $(($2 * $3)) \
+        --concurrency "$4" --secret-file "$work/data/webhook-secret" --json "$dir/$1.json" >"$dir/$1.out" 2>&1
+}
 overload() {
     [ $# -ge 1 ] && [ $# -le 2 ] || usage
     local knee=$1 phase=${2:-checkout}
@@ -277,16 +284,12 @@ overload() {
 
     local bg_start rush_start bg_pid rush_pid bg_rc=0 rush_rc=0
     bg_start=$EPOCHREALTIME
-    "$bin" bench --base "$base" --phase "$phase" --rate "$bg_rate" --duration "$bg_s" --total $((bg_rate * bg_s)) \
-        --concurrency "$concurrency" --secret-file "$work/data/webhook-secret" --json "$dir/background.json" \
-        >"$dir/background.out" 2>&1 &
+    paced background "$bg_rate" "$bg_s" "$concurrency" &
     bg_pid=$!
     pids+=("$bg_pid")
     sleep "$delay"
     rush_start=$EPOCHREALTIME
-    "$bin" bench --base "$base" --phase "$phase" --rate "$rush_rate" --duration "$rush_s" --total $((rush_rate * rush_s)) \
-        --concurrency "$rush_concurrency" --secret-file "$work/data/webhook-secret" --json "$dir/rush.json" \
-        >"$dir/rush.out" 2>&1 &
+    paced rush "$rush_rate" "$rush_s" "$rush_concurrency" &
     rush_pid=$!
     pids+=("$rush_pid")
     wait "$rush_pid" || rush_rc=$?
