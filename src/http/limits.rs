@@ -1,8 +1,9 @@
 //! The HTTP edge's limits, all explicit: a client that breaks one gets a clear status and the
 //! server keeps serving everyone else.
 
-/// Measured on a 2-core machine (docs/benchmarks.md, "The rush"): 512 in flight is past the
-/// point where more concurrency adds throughput, and answers within ~50 ms at p99.
+/// Measured on a 2-core machine (docs/benchmarks.md, "2026-12-04: the rush"): 256 in flight
+/// already reach the server's throughput; 512 leaves room for bursts and still answers within
+/// about 50 ms at p99.
 pub const SHOP_IN_FLIGHT_MAX_DEFAULT: usize = 512;
 
 #[derive(Debug, Clone, Copy)]

@@ -76,6 +76,13 @@ pub fn detail(status: StatusCode, detail: &str) -> Response<Body> {
     json(status, &Detail { detail, cls: None })
 }
 
+/// `detail` with `Retry-After`: a refusal that says when to ask again (a limit, a busy shop).
+pub fn detail_retry_after(status: StatusCode, detail_text: &str, retry_after_s: u64) -> Response<Body> {
+    let mut response = detail(status, detail_text);
+    response.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(retry_after_s));
+    response
+}
+
 /// 503 for a store read that failed (the disk or the file is in trouble).
 pub fn store_unavailable(error: &anyhow::Error) -> Response<Body> {
     detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store read failed: {error:#}"))

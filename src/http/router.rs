@@ -206,7 +206,7 @@ async fn dispatch(
     }
     let _in_flight = match shed::admit(app, limits.shop_in_flight_max, route) {
         Ok(place) => place,
-        Err(busy) => return busy,
+        Err(busy) => return *busy,
     };
     match route {
         Route::Index => page("index.html"),

@@ -8,20 +8,23 @@
 //! payments of customers who already hold tickets. Staff (door, box office, admin) and reads
 //! are not shed: they are few, and the door must keep working whatever the shop is doing.
 
-use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
-use super::response::{detail, Body};
+use super::response::{detail_retry_after, Body};
 use super::route::Route;
 use crate::flow::App;
 use crate::slots::{self, Slot};
 
 /// A shed client is told to come back after this long.
-pub const SHED_RETRY_AFTER_S: &str = "1";
+pub const SHED_RETRY_AFTER_S: u64 = 1;
 
 /// A place among the requests in flight of the route's kind, or the 503 to answer; `Ok(None)`
 /// for routes that are not shed.
-pub fn admit<'a>(app: &'a App, in_flight_max: usize, route: Route<'_>) -> Result<Option<Slot<'a>>, Response<Body>> {
+pub fn admit<'a>(
+    app: &'a App,
+    in_flight_max: usize,
+    route: Route<'_>,
+) -> Result<Option<Slot<'a>>, Box<Response<Body>>> {
     let (counter, what) = match route {
         Route::Checkout | Route::Reserve => (&app.shop_in_flight.starting, "checkouts"),
         Route::Webhook | Route::Emit(_) | Route::Commit => (&app.shop_in_flight.finishing, "payments"),
@@ -32,9 +35,7 @@ pub fn admit<'a>(app: &'a App, in_flight_max: usize, route: Route<'_>) -> Result
         None => {
             app.metrics.shed.add(1);
             let why = format!("the shop is busy ({in_flight_max} {what} in progress): try again in a moment");
-            let mut response = detail(StatusCode::SERVICE_UNAVAILABLE, &why);
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(SHED_RETRY_AFTER_S));
-            Err(response)
+            Err(Box::new(detail_retry_after(StatusCode::SERVICE_UNAVAILABLE, &why, SHED_RETRY_AFTER_S)))
         }
     }
 }

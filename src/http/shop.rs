@@ -5,7 +5,6 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
@@ -54,10 +53,8 @@ pub async fn checkout(app: &App, limits: &HttpLimits, peer: SocketAddr, request:
     if limited {
         if let Verdict::Refused { retry_after_s, why } = app.throttle.admit(peer.ip(), admitted_ms) {
             app.metrics.checkouts_throttled.add(1);
-            let mut response = detail(StatusCode::TOO_MANY_REQUESTS, &format!("{why}: try again in {retry_after_s} s"));
-            let value = HeaderValue::from_str(&retry_after_s.to_string()).expect("digits");
-            response.headers_mut().insert(RETRY_AFTER, value);
-            return response;
+            let why = format!("{why}: try again in {retry_after_s} s");
+            return response::detail_retry_after(StatusCode::TOO_MANY_REQUESTS, &why, retry_after_s);
         }
     }
     match app.checkout(&request.cls, &request.customer_email).await {
