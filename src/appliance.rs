@@ -45,11 +45,6 @@ pub struct ServeOptions {
     pub audit_limits: crate::audit::AuditLimits,
 }
 
-/// With more than one TigerBeetle client, a second call goes out only while this many
-/// submissions wait behind the one in flight: a second client taking whatever waits split the
-/// batches and was slower; taking only a large backlog was not (docs/decisions.md, 2026-12-03).
-pub const OVERFLOW_SUBMISSIONS_MIN: usize = 64;
-
 /// Expiry index entries a sweep takes at most (one group commit). A sweep that takes this many
 /// is followed by the next at once, not at the next tick.
 pub const SWEEP_BATCH_MAX: usize = 4096;
@@ -156,9 +151,7 @@ fn build_app(
     for _ in 1..options.tb_clients {
         lanes.push(Arc::new(Ledger::connect(cluster, addresses)?));
     }
-    let batcher_options =
-        BatcherOptions { overflow_submissions_min: OVERFLOW_SUBMISSIONS_MIN, ..BatcherOptions::default() };
-    let batcher = Batcher::spawn_lanes(lanes, batcher_options, metrics.clone());
+    let batcher = Batcher::spawn_lanes(lanes, BatcherOptions::default(), metrics.clone());
     let admin =
         Admin::load_or_create(&options.data_dir, &options.config.admin_user, options.config.admin_password.as_deref())?;
     let webhook_secret = secrets::webhook_secret(&options.data_dir, options.config.webhook_secret.as_deref())?;

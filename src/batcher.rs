@@ -69,6 +69,11 @@ pub struct BatcherOptions {
     pub overflow_submissions_min: usize,
 }
 
+/// With more than one lane (TigerBeetle client), a second call goes out only while this many
+/// submissions wait behind the one in flight: a second client taking whatever waits split the
+/// batches and was slower; taking only a large backlog was not (docs/decisions.md, 2026-12-03).
+pub const OVERFLOW_SUBMISSIONS_MIN: usize = 64;
+
 /// How often a waiting overflow lane looks at the queue again.
 const OVERFLOW_POLL_MS: u64 = 1;
 
@@ -77,7 +82,7 @@ impl Default for BatcherOptions {
         BatcherOptions {
             queue_submissions_max: 65_536,
             batch_transfers_max: BATCH_TRANSFERS_MAX,
-            overflow_submissions_min: 0,
+            overflow_submissions_min: OVERFLOW_SUBMISSIONS_MIN,
         }
     }
 }
