@@ -445,6 +445,19 @@ impl Http {
         assert_eq!(status, StatusCode::OK, "{inventory}");
         inventory
     }
+
+    /// One unlabelled sample of `/metrics`, by its exact name.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let reply = self.request(Method::GET, "/metrics", &[], Vec::new()).await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        let text = String::from_utf8_lossy(&reply.body);
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
 }
 
 /// The psid in a checkout's `redirect_url`.

@@ -27,22 +27,6 @@ fn phase_of(json: &std::path::Path) -> Value {
     report["phases"][0].clone()
 }
 
-async fn metric(server: &Server, name: &str) -> f64 {
-    let text = reqwest_text(server, "/metrics").await;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-async fn reqwest_text(server: &Server, path: &str) -> String {
-    let reply = server.http.request(hyper::Method::GET, path, &[], Vec::new()).await.unwrap();
-    assert_eq!(reply.status, StatusCode::OK);
-    String::from_utf8(reply.body.to_vec()).unwrap()
-}
-
 /// Checkouts of our own into the rush until one is shed: its answer, and how many got through.
 async fn one_shed_answer(server: &Server) -> (Reply, u64) {
     let body = br#"{"cls":"A","customer_email":"probe@example.com"}"#.to_vec();
@@ -67,7 +51,7 @@ async fn a_rush_is_shed_at_once_payments_still_go_through_and_nothing_is_lost() 
         assert_eq!(status, StatusCode::OK, "{checkout}");
         held.push(checkout);
     }
-    let rss_before = metric(&server, "process_resident_memory_bytes").await;
+    let rss_before = server.http.metric("process_resident_memory_bytes").await;
 
     let (mut rush, rush_json) = bench_command(
         &server,
@@ -76,7 +60,7 @@ async fn a_rush_is_shed_at_once_payments_still_go_through_and_nothing_is_lost() 
     );
     let rush = tokio::task::spawn_blocking(move || rush.output().expect("running the rush"));
     eventually(Duration::from_secs(20), "the rush to be shed", || async {
-        (metric(&server, "tigerfans_shed_total").await > 0.0).then_some(())
+        (server.http.metric("tigerfans_shed_total").await > 0.0).then_some(())
     })
     .await;
     let (shed, probes_through) = one_shed_answer(&server).await;
@@ -89,11 +73,11 @@ async fn a_rush_is_shed_at_once_payments_still_go_through_and_nothing_is_lost() 
         let (status, answer) = server.http.webhook(&event(kind, checkout, &unique_key("rush-pay"))).await;
         assert_eq!(status, StatusCode::OK, "a payment during the rush: {answer}");
     }
-    let shed_while_paying = metric(&server, "tigerfans_shed_total").await;
+    let shed_while_paying = server.http.metric("tigerfans_shed_total").await;
     let rush = rush.await.unwrap();
     assert!(rush.status.success(), "{}", String::from_utf8_lossy(&rush.stderr));
     let rush = phase_of(&rush_json);
-    let shed_total = metric(&server, "tigerfans_shed_total").await;
+    let shed_total = server.http.metric("tigerfans_shed_total").await;
     assert!(shed_total > shed_while_paying, "the rush went on while the payments were made");
 
     // Shed, not queued or dropped: every refusal is the busy answer, counted by the server too.
@@ -102,7 +86,7 @@ async fn a_rush_is_shed_at_once_payments_still_go_through_and_nothing_is_lost() 
     assert_eq!(errors[BUSY].as_f64().unwrap() + 1.0, shed_total, "the rush's and the probe's: {rush}");
     let ok = rush["ok"].as_u64().unwrap();
     assert!(ok > 0, "{rush}");
-    let rss_after = metric(&server, "process_resident_memory_bytes").await;
+    let rss_after = server.http.metric("process_resident_memory_bytes").await;
     assert!(rss_after < rss_before + 64.0 * 1024.0 * 1024.0, "RSS {rss_before} -> {rss_after}");
 
     // The moment it passes, a load within the bound is served whole.

@@ -79,13 +79,8 @@ async fn capacity_50_with_500_concurrent_buyers_sells_exactly_50() {
     assert_eq!(goodies, CAPACITY, "all 50 paid orders are within the first 100 goodies");
 
     // The batcher really batched: fewer TigerBeetle calls than transfers.
-    let metrics = http.request(hyper::Method::GET, "/metrics", &[], vec![]).await.unwrap();
-    let text = String::from_utf8_lossy(&metrics.body).to_string();
-    let value = |name: &str| -> f64 {
-        text.lines().find(|l| l.starts_with(name)).unwrap().split(' ').nth(1).unwrap().parse().unwrap()
-    };
-    let calls = value("tigerfans_tb_batch_transfers_count");
-    let transfers = value("tigerfans_tb_batch_transfers_sum");
+    let calls = http.metric("tigerfans_tb_batch_transfers_count").await;
+    let transfers = http.metric("tigerfans_tb_batch_transfers_sum").await;
     println!("TigerBeetle calls: {calls}, transfers: {transfers}, average batch {:.1}", transfers / calls);
     assert!(transfers > calls, "no batching: {calls} calls for {transfers} transfers");
     server.assert_audit_passes().await;
