@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::replica;
 use crate::secrets;
 use crate::store::{Store, WriterHandle, EXPIRED_LOG_RETENTION_MS, PRUNE_BATCH_MAX, SESSION_RETENTION_MS};
+use crate::tb_profile::TbProfile;
 use crate::throttle::{Throttle, ThrottleLimits};
 
 #[derive(Debug, Clone)]
@@ -31,7 +32,10 @@ pub struct ServeOptions {
     pub tb_addresses: Option<String>,
     pub tb_cluster: u128,
     pub tigerbeetle_bin: PathBuf,
-    pub tb_cache_grid: String,
+    /// The co-located replica's memory profile; it also sizes batches, for any cluster.
+    pub tb_profile: TbProfile,
+    /// Overrides the profile's grid cache.
+    pub tb_cache_grid: Option<String>,
     pub tb_timeout_ms: u64,
     /// TigerBeetle clients (batcher lanes), each with one request in flight.
     pub tb_clients: usize,
@@ -102,7 +106,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         options.tb_cluster,
         &options.tigerbeetle_bin,
         &options.data_dir,
-        &options.tb_cache_grid,
+        options.tb_profile,
+        options.tb_cache_grid.as_deref(),
     )?;
     let replica_pid = tigerbeetle.supervisor.as_ref().map(|s| s.pid_handle()).unwrap_or_default();
     let result = run(options, listener, &tigerbeetle.addresses, tigerbeetle.cluster, replica_pid).await;
@@ -151,7 +156,9 @@ fn build_app(
     for _ in 1..options.tb_clients {
         lanes.push(Arc::new(Ledger::connect(cluster, addresses)?));
     }
-    let batcher = Batcher::spawn_lanes(lanes, BatcherOptions::default(), metrics.clone());
+    let batching =
+        BatcherOptions { batch_transfers_max: options.tb_profile.batch_transfers_max(), ..Default::default() };
+    let batcher = Batcher::spawn_lanes(lanes, batching, metrics.clone());
     let admin =
         Admin::load_or_create(&options.data_dir, &options.config.admin_user, options.config.admin_password.as_deref())?;
     let webhook_secret = secrets::webhook_secret(&options.data_dir, options.config.webhook_secret.as_deref())?;

@@ -34,6 +34,7 @@ pub mod secrets;
 pub mod slots;
 pub mod staff;
 pub mod store;
+pub mod tb_profile;
 pub mod throttle;
 pub mod ticket;
 pub mod web;

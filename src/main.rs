@@ -12,6 +12,7 @@ use tigerfans::audit;
 use tigerfans::bench::{self, BenchOptions, PayOrder, Phase};
 use tigerfans::config::Config;
 use tigerfans::http::HttpLimits;
+use tigerfans::tb_profile::TbProfile;
 
 /// Rust's allocations go to mimalloc: thread-local free lists instead of glibc's arena locks
 /// (the store writer waited on them while tokio's workers allocated), and the same allocator in
@@ -44,6 +45,12 @@ enum Command {
     CheckConfig {
         /// TOML or JSON file.
         file: PathBuf,
+    },
+    /// Print a TigerBeetle memory profile's `tigerbeetle start` flags (for a replica run by
+    /// hand or by systemd: give tigerfans the same --tb-profile, which sets its batch size).
+    TbProfile {
+        /// small, medium or large.
+        profile: TbProfile,
     },
 }
 
@@ -118,6 +125,10 @@ struct AuditArgs {
     tb_cluster: u128,
     #[arg(long, env = "TIGERFANS_TIGERBEETLE_BIN")]
     tigerbeetle_bin: Option<PathBuf>,
+    /// Memory profile of the replica started for an offline audit (default: the one the data
+    /// dir last ran with).
+    #[arg(long, env = "TIGERFANS_TB_PROFILE")]
+    tb_profile: Option<TbProfile>,
     /// Grid cache of the replica started for an offline audit.
     #[arg(long, default_value = "64MiB")]
     tb_cache_grid: String,
@@ -152,9 +163,14 @@ struct ServeArgs {
     /// binary, else `tools/bin/tigerbeetle`, else `tigerbeetle` on PATH.
     #[arg(long, env = "TIGERFANS_TIGERBEETLE_BIN")]
     tigerbeetle_bin: Option<PathBuf>,
-    /// TigerBeetle grid cache of the co-located replica (its main memory cost).
-    #[arg(long, env = "TIGERFANS_TB_CACHE_GRID", default_value = "256MiB")]
-    tb_cache_grid: String,
+    /// Memory profile of the co-located replica: small (a 2 GB board), medium (4 GB, room for a
+    /// kiosk browser) or large (TigerBeetle's production defaults). Also sets the batch size,
+    /// also for an external cluster (give the profile whose --limit-request it runs with).
+    #[arg(long, env = "TIGERFANS_TB_PROFILE", default_value = "large")]
+    tb_profile: TbProfile,
+    /// TigerBeetle grid cache of the co-located replica (default: the profile's, 256MiB for large).
+    #[arg(long, env = "TIGERFANS_TB_CACHE_GRID")]
+    tb_cache_grid: Option<String>,
     /// A request waits this long for TigerBeetle before answering 503.
     #[arg(long, env = "TIGERFANS_TB_TIMEOUT_MS", default_value_t = 5000)]
     tb_timeout_ms: u64,
@@ -201,6 +217,10 @@ fn main() -> anyhow::Result<()> {
         Some(Command::CheckConfig { file }) => {
             let config = Config::load(&file)?;
             println!("{}", serde_json::to_string_pretty(&config)?);
+            Ok(())
+        }
+        Some(Command::TbProfile { profile }) => {
+            println!("{}", profile.start_flags(None).join(" "));
             Ok(())
         }
         Some(Command::Serve(args)) => serve(args),
@@ -257,6 +277,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tb_addresses: args.tb_addresses.clone(),
         tb_cluster: args.tb_cluster,
         tigerbeetle_bin: args.tigerbeetle_bin.clone().unwrap_or_else(default_tigerbeetle_bin),
+        tb_profile: args.tb_profile,
         tb_cache_grid: args.tb_cache_grid.clone(),
         tb_timeout_ms: args.tb_timeout_ms,
         tb_clients: usize::from(args.tb_clients),
@@ -336,6 +357,7 @@ fn audit_report(args: AuditArgs, runtime: &tokio::runtime::Runtime) -> anyhow::R
                 tb_addresses: args.tb_addresses,
                 tb_cluster: args.tb_cluster,
                 tigerbeetle_bin: args.tigerbeetle_bin.unwrap_or_else(default_tigerbeetle_bin),
+                tb_profile: args.tb_profile,
                 tb_cache_grid: args.tb_cache_grid,
                 timeout: std::time::Duration::from_secs(120),
             }))?

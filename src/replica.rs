@@ -17,14 +17,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::tb_profile::TbProfile;
+
 #[derive(Debug, Clone)]
 pub struct ReplicaOptions {
     pub bin: PathBuf,
     pub data_file: PathBuf,
     /// The cluster id the data file is (or is to be) formatted with.
     pub cluster: u128,
-    /// TigerBeetle's `--cache-grid` (e.g. `256MiB`); the largest part of the replica's memory.
-    pub cache_grid: String,
+    /// `tigerbeetle start`'s flags before the data file: a memory profile's
+    /// (`TbProfile::start_flags`), the grid cache among them.
+    pub start_flags: Vec<String>,
     /// Where the replica's own log goes (appended).
     pub log_file: PathBuf,
     /// The loopback port to listen on; `None`: a free one (`free_loopback_port`).
@@ -136,17 +139,19 @@ pub fn spawn_unless_external(
     external_cluster: u128,
     bin: &Path,
     data_dir: &Path,
-    cache_grid: &str,
+    profile: TbProfile,
+    cache_grid: Option<&str>,
 ) -> anyhow::Result<Tigerbeetle> {
     if let Some(addresses) = external {
         return Ok(Tigerbeetle { supervisor: None, addresses: addresses.to_string(), cluster: external_cluster });
     }
     let cluster = cluster_id(data_dir)?;
+    profile.claim_data_dir(data_dir, data_file(data_dir).exists())?;
     let options = ReplicaOptions {
         bin: bin.to_path_buf(),
         data_file: data_file(data_dir),
         cluster,
-        cache_grid: cache_grid.to_string(),
+        start_flags: profile.start_flags(cache_grid),
         log_file: data_dir.join("tigerbeetle.log"),
         port: None,
     };
@@ -161,9 +166,10 @@ pub async fn start_unless_external(
     external_cluster: u128,
     bin: &Path,
     data_dir: &Path,
-    cache_grid: &str,
+    profile: TbProfile,
+    cache_grid: Option<&str>,
 ) -> anyhow::Result<Tigerbeetle> {
-    let tigerbeetle = spawn_unless_external(external, external_cluster, bin, data_dir, cache_grid)?;
+    let tigerbeetle = spawn_unless_external(external, external_cluster, bin, data_dir, profile, cache_grid)?;
     match tigerbeetle.supervisor {
         None => Ok(tigerbeetle),
         Some(supervisor) => {
@@ -339,7 +345,7 @@ fn replica_command(options: &ReplicaOptions, address: SocketAddr) -> Command {
     command
         .arg("start")
         .arg(format!("--addresses={address}"))
-        .arg(format!("--cache-grid={}", options.cache_grid))
+        .args(&options.start_flags)
         .arg(&options.data_file)
         .stdin(Stdio::null())
         .stdout(stdout)

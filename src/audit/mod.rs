@@ -149,6 +149,8 @@ pub struct OfflineOptions {
     pub tb_addresses: Option<String>,
     pub tb_cluster: u128,
     pub tigerbeetle_bin: PathBuf,
+    /// The replica's memory profile; `None`: the one the data dir last ran with.
+    pub tb_profile: Option<crate::tb_profile::TbProfile>,
     pub tb_cache_grid: String,
     pub timeout: Duration,
 }
@@ -172,7 +174,8 @@ pub async fn offline(options: OfflineOptions) -> anyhow::Result<Report> {
         options.tb_cluster,
         &options.tigerbeetle_bin,
         &options.data_dir,
-        &options.tb_cache_grid,
+        options.tb_profile.unwrap_or_else(|| crate::tb_profile::TbProfile::of_data_dir(&options.data_dir)),
+        Some(&options.tb_cache_grid),
     )
     .await?;
     let result = async {

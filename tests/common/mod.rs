@@ -102,7 +102,9 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 }
 
 /// The replica shared by every test of this binary: the appliance's own supervisor
-/// (`tigerfans::replica`), production mode with a small cache. It lives as long as the binary;
+/// (`tigerfans::replica`), production mode with a small cache (or the profile
+/// `TIGERFANS_TB_PROFILE` names: `TIGERFANS_TB_PROFILE=small cargo test` runs everything, the
+/// servers the tests start too, with the small profile's request limit and batches). It lives as long as the binary;
 /// PR_SET_PDEATHSIG ends the replica with it.
 pub fn replica_address() -> &'static str {
     static REPLICA: OnceLock<(tigerfans::replica::Supervisor, String)> = OnceLock::new();
@@ -113,7 +115,7 @@ pub fn replica_address() -> &'static str {
                 bin: tigerbeetle_bin(),
                 data_file: tigerfans::replica::data_file(&dir),
                 cluster: 0,
-                cache_grid: "128MiB".into(),
+                start_flags: test_tb_profile().start_flags(Some("128MiB")),
                 log_file: dir.join("tigerbeetle.log"),
                 port: None,
             })
@@ -498,5 +500,14 @@ where
         }
         assert!(started.elapsed() < timeout, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The memory profile the tests' replicas and servers run with (`TIGERFANS_TB_PROFILE`, which the
+/// servers read too).
+pub fn test_tb_profile() -> tigerfans::tb_profile::TbProfile {
+    match std::env::var("TIGERFANS_TB_PROFILE") {
+        Ok(name) => name.parse().expect("TIGERFANS_TB_PROFILE"),
+        Err(_) => tigerfans::tb_profile::TbProfile::Large,
     }
 }
