@@ -7,7 +7,10 @@
 #   sudo ./install.sh uninstall --purge    also remove /var/lib/{tigerbeetle,tigerfans}, /etc/tigerfans, the user
 #
 # Testing without systemd: TIGERFANS_INSTALL_ROOT=/some/dir prefixes every path with that directory
-# and skips useradd/userdel, chown and systemctl (and the root and platform checks).
+# and skips useradd/userdel, chown and systemctl (and the root and platform checks);
+# TIGERFANS_MEMINFO=FILE reads the board's RAM from FILE instead of /proc/meminfo.
+# TIGERFANS_TB_PROFILE=small|medium|large picks the replica's memory profile on a first install
+# (default: by the board's RAM; README.md, Memory).
 # TIGERFANS_ALLOW_TB_VERSION_CHANGE=1 lets an install replace a different TigerBeetle version
 # (only do that when following TigerBeetle's upgrade documentation).
 set -euo pipefail
@@ -20,7 +23,7 @@ warn() { printf '[install] WARNING: %s\n' "$*" >&2; }
 die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 bundle="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,7 +88,53 @@ tb_version() {
 }
 
 mem_total_kib() {
-    awk '/^MemTotal:/ { print $2; exit }' /proc/meminfo 2>/dev/null || true
+    awk '/^MemTotal:/ { print $2; exit }' "${TIGERFANS_MEMINFO:-/proc/meminfo}" 2>/dev/null || true
+}
+
+# The replica's memory profiles: `tigerbeetle start` flags as in src/tb_profile.rs (`tigerfans
+# tb-profile NAME` prints them; cross/test-packaging.sh checks that the two agree). Measured
+# replica RSS (docs/pi.md): small 1,367 MiB, medium 1,577 MiB, large 2,326 MiB.
+tb_start_flags() {
+    local lean="--cache-accounts=0 --cache-transfers=0 --cache-transfers-pending=0 --memory-lsm-compaction=10752KiB --memory-lsm-manifest=1MiB --limit-pipeline-requests=0"
+    case "$1" in
+        small) echo "--experimental --cache-grid=64MiB --limit-request=32KiB $lean" ;;
+        medium) echo "--experimental --cache-grid=64MiB --limit-request=256KiB $lean" ;;
+        large) echo "--cache-grid=${2:-256MiB}" ;;
+        *) die "unknown TigerBeetle profile '$1' (small, medium or large)" ;;
+    esac
+}
+
+# The profile for this board's RAM: a 2 GB board (MemTotal under 3 GiB) small, replica and
+# tigerfans under 1.5 GiB; a 4 GB board (under 6 GiB) medium, leaving 2 GiB for a kiosk browser;
+# more: large. TIGERFANS_TB_PROFILE overrides.
+tb_profile_for_board() {
+    local mem_kib
+    mem_kib="$(mem_total_kib)"
+    if [ -n "${TIGERFANS_TB_PROFILE:-}" ]; then
+        echo "$TIGERFANS_TB_PROFILE"
+    elif [ -z "$mem_kib" ]; then
+        echo large
+    elif [ "$mem_kib" -lt $((3 * 1024 * 1024)) ]; then
+        echo small
+    elif [ "$mem_kib" -lt $((6 * 1024 * 1024)) ]; then
+        echo medium
+    else
+        echo large
+    fi
+}
+
+# Says which page size the kernel uses. The Raspberry Pi 5's default kernel (kernel_2712.img)
+# uses 16 KiB pages; the bundle is tested on 4 KiB pages and, under emulation, on Debian's 16 KiB
+# kernel (docs/pi.md). kernel=kernel8.img in /boot/firmware/config.txt selects 4 KiB pages.
+check_page_size() {
+    local page
+    page="$(getconf PAGESIZE 2>/dev/null || true)"
+    case "$page" in
+        4096) log "page size: 4 KiB" ;;
+        16384) log "page size: 16 KiB (a Raspberry Pi 5 kernel?); see README.md, \"Page size\"" ;;
+        "") warn "could not read the page size (getconf PAGESIZE)" ;;
+        *) warn "page size: $page bytes: untested (4 KiB and 16 KiB are tested)" ;;
+    esac
 }
 
 # --- install ---------------------------------------------------------------------------------
@@ -227,26 +276,7 @@ install_config() {
         if real; then chown "root:$SERVICE_USER" "$config"; fi
     fi
 
-    local env_file="$CONF_DIR/tigerbeetle.env"
-    if [ ! -e "$env_file" ]; then
-        local mem_kib cache=256MiB
-        mem_kib="$(mem_total_kib)"
-        if [ -n "$mem_kib" ] && [ "$mem_kib" -lt $((3 * 1024 * 1024)) ]; then
-            cache=64MiB
-            warn "this board has $((mem_kib / 1024)) MiB of RAM; the TigerBeetle replica needs about 2 GiB plus its cache (see README.md, Memory)"
-        fi
-        cat >"$env_file.new.$$" <<EOF
-# TigerBeetle replica settings, read by tigerbeetle.service (restart it after a change:
-#   sudo systemctl restart tigerbeetle tigerfans).
-# TB_CACHE_GRID: the grid cache (KiB, MiB or GiB). The replica needs roughly 2 GiB on top of it.
-# 4 GB boards: 256MiB. 2 GB boards: 64MiB is the minimum sensible value (see README.md, Memory).
-TB_CACHE_GRID=$cache
-EOF
-        chmod 0644 "$env_file.new.$$"
-        mv -f "$env_file.new.$$" "$env_file"
-        log "created $env_file (TB_CACHE_GRID=$cache)"
-    fi
-
+    install_tb_profile
     install_cluster_id
 
     local tf_env="$CONF_DIR/tigerfans.env"
@@ -264,6 +294,38 @@ EOF
         chmod 0644 "$tf_env.new.$$"
         mv -f "$tf_env.new.$$" "$tf_env"
     fi
+}
+
+# tigerbeetle.env: the replica's memory profile, once, picked by the board's RAM, read by both units
+# (tigerfans sizes its batches by it). An env file from before profiles (TB_CACHE_GRID only) ran
+# with TigerBeetle's production defaults: it becomes `large` with its grid cache, as a replica
+# must not replay its journal with a smaller request limit.
+install_tb_profile() {
+    local env_file="$CONF_DIR/tigerbeetle.env" profile grid="" mem_kib
+    if [ -e "$env_file" ] && grep -q '^TIGERFANS_TB_PROFILE=' "$env_file"; then
+        log "kept the existing $env_file ($(grep '^TIGERFANS_TB_PROFILE=' "$env_file"))"
+        return 0
+    fi
+    if [ -e "$env_file" ]; then
+        profile=large
+        grid="$(sed -n 's/^TB_CACHE_GRID=//p' "$env_file" | tail -n 1)"
+        log "upgrading $env_file from before memory profiles: large, its grid cache kept (${grid:-256MiB})"
+    else
+        profile="$(tb_profile_for_board)"
+        mem_kib="$(mem_total_kib)"
+        log "this board has ${mem_kib:+$((mem_kib / 1024)) MiB of }RAM: TigerBeetle profile $profile"
+    fi
+    {
+        echo "# TigerBeetle's memory profile, read by tigerbeetle.service (its start flags) and"
+        echo "# tigerfans.service (its batch size). small: 2 GB boards, medium: 4 GB, large: 8 GB and up"
+        echo "# (README.md, Memory). A data file may move to a larger profile, never to a smaller one. After"
+        echo "# a change: sudo systemctl restart tigerbeetle tigerfans"
+        echo "TIGERFANS_TB_PROFILE=$profile"
+        echo "TB_START_FLAGS=$(tb_start_flags "$profile" "$grid")"
+    } >"$env_file.new.$$"
+    chmod 0644 "$env_file.new.$$"
+    mv -f "$env_file.new.$$" "$env_file"
+    log "wrote $env_file (TIGERFANS_TB_PROFILE=$profile)"
 }
 
 # The TigerBeetle cluster id, once: random (cluster 0 is TigerBeetle's testing cluster), read by
@@ -352,6 +414,7 @@ EOF
 
 do_install() {
     preflight
+    check_page_size
     ensure_user
     check_tb_version
     install_binaries

@@ -203,7 +203,36 @@ if [ -x "$tigerfans_bin" ]; then
 else
     printf '      (no tigerfans binary at %s: check-config skipped)\n' "$tigerfans_bin"
 fi
-check "tigerbeetle.env sets TB_CACHE_GRID" grep -Eq '^TB_CACHE_GRID=[0-9]+(KiB|MiB|GiB)$' "$root/etc/tigerfans/tigerbeetle.env"
+check "tigerbeetle.env names a memory profile and its start flags" \
+    bash -c 'grep -Eq "^TIGERFANS_TB_PROFILE=(small|medium|large)$" "$1" && grep -Eq "^TB_START_FLAGS=.*--cache-grid=[0-9]+(KiB|MiB|GiB)" "$1"' \
+    _ "$root/etc/tigerfans/tigerbeetle.env"
+check "both units read tigerbeetle.env; the replica starts with \$TB_START_FLAGS (split into words)" \
+    bash -c 'grep -q "^EnvironmentFile=-/etc/tigerfans/tigerbeetle.env" "$1" && grep -q "^EnvironmentFile=-/etc/tigerfans/tigerbeetle.env" "$2" && grep -qF " \$TB_START_FLAGS " "$2"' \
+    _ "$root/etc/systemd/system/tigerfans.service" "$root/etc/systemd/system/tigerbeetle.service"
+# The board's RAM picks the profile (MemTotal of a 2, 4 and 8 GB Raspberry Pi); a profile's flags
+# in install.sh are tigerfans' own (`tigerfans tb-profile`).
+for board in "1893 small" "3885 medium" "7812 large"; do
+    set -- $board
+    check "a board with $1 MiB of RAM gets the $2 profile" \
+        bash -c 'fake="$(mktemp)"; printf "MemTotal: %s kB\n" $(($2 * 1024)) >"$fake";
+            r="$(mktemp -d)"; TIGERFANS_INSTALL_ROOT="$r" TIGERFANS_MEMINFO="$fake" "$1/install.sh" >/dev/null 2>&1;
+            grep -qx "TIGERFANS_TB_PROFILE=$3" "$r/etc/tigerfans/tigerbeetle.env"; ok=$?; rm -rf "$r" "$fake"; exit $ok' \
+        _ "$bundle" "$1" "$2"
+done
+if [ -x "$tigerfans_bin" ]; then
+    for profile in small medium large; do
+        check "install.sh's $profile flags are tigerfans' own" \
+            bash -c 'r="$(mktemp -d)"; TIGERFANS_INSTALL_ROOT="$r" TIGERFANS_TB_PROFILE="$3" "$1/install.sh" >/dev/null 2>&1;
+                flags="$(sed -n "s/^TB_START_FLAGS=//p" "$r/etc/tigerfans/tigerbeetle.env")"; rm -rf "$r";
+                [ "$flags" = "$("$2" tb-profile "$3")" ] || { echo "install.sh: $flags"; "$2" tb-profile "$3"; exit 1; }' \
+            _ "$bundle" "$tigerfans_bin" "$profile"
+    done
+fi
+check "an env file from before profiles becomes large, its grid cache kept" \
+    bash -c 'r="$(mktemp -d)"; mkdir -p "$r/etc/tigerfans"; echo TB_CACHE_GRID=128MiB >"$r/etc/tigerfans/tigerbeetle.env";
+        TIGERFANS_INSTALL_ROOT="$r" TIGERFANS_TB_PROFILE=small "$1/install.sh" >/dev/null 2>&1;
+        grep -qx "TIGERFANS_TB_PROFILE=large" "$r/etc/tigerfans/tigerbeetle.env" && grep -qx "TB_START_FLAGS=--cache-grid=128MiB" "$r/etc/tigerfans/tigerbeetle.env"; ok=$?; rm -rf "$r"; exit $ok' \
+    _ "$bundle"
 check "cluster.env holds a random, non-zero cluster id" \
     bash -c 'c="$(sed -n "s/^TB_CLUSTER=//p" "$1")"; [[ "$c" =~ ^[1-9][0-9]*$ ]]' _ "$root/etc/tigerfans/cluster.env"
 check "both units read the cluster id" \
