@@ -162,3 +162,59 @@ async fn replica_sigkill_under_load_loses_nothing() {
     // the 2 s request timeout, so the requests just waited): both outcomes are allowed.
     verify_nothing_lost(&server, &record, secret).await;
 }
+
+/// The small memory profile (a 2 GB board): the replica runs with its lean flags and a 32 KiB
+/// request limit, so the batcher must cut batches at 253 transfers; a rush of checkouts bigger
+/// than one batch is all served, and the audit passes. The data dir then moves to the large
+/// profile, and refuses to go back (a replica must not replay its journal with a smaller limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_profile_cuts_batches_and_a_data_dir_never_shrinks_its_profile() {
+    let data_dir = scratch_dir("appliance-small");
+    let args = |profile: &str| {
+        vec![
+            "serve".to_string(),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--tigerbeetle-bin={}", tigerbeetle_bin().display()),
+            format!("--tb-profile={profile}"),
+        ]
+    };
+    let mut server = Server::start_with(data_dir.clone(), args("small")).await;
+    let replica = replica_of(&server);
+    let cmdline = std::fs::read_to_string(format!("/proc/{replica}/cmdline")).unwrap().replace('\0', " ");
+    assert!(cmdline.contains("--experimental --cache-grid=64MiB --limit-request=32KiB"), "{cmdline}");
+    assert!(cmdline.contains("--cache-accounts=0"), "{cmdline}");
+    // 600 checkouts at once: 1,200 transfers, more than four batches of the small profile's 253.
+    let checkouts: Vec<_> = (0..600)
+        .map(|i| {
+            let http = server.http.clone();
+            let cls = if i % 2 == 0 { "A" } else { "B" };
+            tokio::spawn(async move { http.checkout(cls, &format!("f{i}@example.com")).await })
+        })
+        .collect();
+    for checkout in checkouts {
+        let (status, reply) = checkout.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{reply}");
+    }
+    let rss_mib = server.http.metric("tigerfans_replica_resident_memory_bytes").await / 1048576.0;
+    let own_mib = server.http.metric("process_resident_memory_bytes").await / 1048576.0;
+    eprintln!("small profile: replica RSS {rss_mib:.0} MiB, tigerfans {own_mib:.0} MiB");
+    server.assert_audit_passes().await;
+    assert!(server.terminate().success());
+
+    // Larger is allowed; smaller again is refused at start, with the profile to use.
+    server.args = args("large");
+    server.restart().await;
+    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", replica_of(&server))).unwrap();
+    let flags: Vec<&str> =
+        cmdline.split('\0').filter(|a| a.starts_with("--") && !a.starts_with("--addresses")).collect();
+    assert_eq!(flags, ["--cache-grid=256MiB"], "production mode, TigerBeetle's defaults");
+    assert!(server.terminate().success());
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_tigerfans"))
+        .args(args("small"))
+        .arg(format!("--listen=127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("use --tb-profile large"), "{stderr}");
+}

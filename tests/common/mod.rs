@@ -156,7 +156,8 @@ pub struct Server {
     pub base: String,
     pub port: u16,
     pub data_dir: PathBuf,
-    args: Vec<String>,
+    /// `serve`'s arguments, for the next (re)start.
+    pub args: Vec<String>,
     pub http: Http,
 }
 

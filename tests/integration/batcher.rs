@@ -11,6 +11,12 @@ use tigerfans::config::Config;
 use tigerfans::ledger::Ledger;
 use tigerfans::metrics::Metrics;
 
+/// Batches no larger than the shared replica's profile accepts (with `TIGERFANS_TB_PROFILE=small`
+/// a default-sized batch is refused whole: that is what the profile's batch size is for).
+fn test_batcher_options() -> BatcherOptions {
+    BatcherOptions { batch_transfers_max: test_tb_profile().batch_transfers_max(), ..Default::default() }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submitters_get_their_own_results_from_tigerbeetle() {
     let mut config = Config::default();
@@ -20,7 +26,7 @@ async fn concurrent_submitters_get_their_own_results_from_tigerbeetle() {
     let ledger = Arc::new(Ledger::connect(0, replica_address()).unwrap());
     ledger.ensure_event(&config).await.unwrap();
     let metrics = Arc::new(Metrics::default());
-    let batcher = Batcher::spawn(ledger.clone(), BatcherOptions::default(), metrics.clone());
+    let batcher = Batcher::spawn(ledger.clone(), test_batcher_options(), metrics.clone());
     let class = Resource::class("A");
     let l = config.ledger;
 
@@ -101,7 +107,7 @@ async fn the_bare_accounting_path_cannot_post_a_customers_hold() {
     config.classes.truncate(1);
     let ledger = Arc::new(Ledger::connect(0, replica_address()).unwrap());
     ledger.ensure_event(&config).await.unwrap();
-    let batcher = Batcher::spawn(ledger.clone(), BatcherOptions::default(), Arc::new(Metrics::default()));
+    let batcher = Batcher::spawn(ledger.clone(), test_batcher_options(), Arc::new(Metrics::default()));
     let class = Resource::class("A");
     let (customer, bench) = (tigerfans::ids::new_id(), tigerfans::ids::new_id());
     let results = batcher
