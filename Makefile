@@ -3,12 +3,14 @@
 #   make test  runs the whole test suite: the layering check, cargo tests against a real
 #              TigerBeetle replica (and a three-replica cluster), the disk-trouble script and
 #              short fuzz runs, then the Raspberry Pi bundles (cross-built, checked under qemu
-#              and run natively) and the systemd units and install.sh
+#              and run natively) and the systemd units and install.sh, a tiny benchmark run, and
+#              the Pi bundle installed by its install.sh and run under systemd on an emulated
+#              Debian 12 arm64 machine (qemu-system-aarch64, image cached in target/vm/)
 # Both install what they need first (scripts/bootstrap.sh skips what is already there).
 
 CARGO ?= cargo
 
-.PHONY: run test test-layers test-cargo test-faults test-dist test-bench dist bootstrap build bench clean-data
+.PHONY: run test test-layers test-cargo test-faults test-dist test-bench test-vm dist bootstrap build bench clean-data
 
 bootstrap:
 	./scripts/bootstrap.sh
@@ -19,7 +21,7 @@ build: bootstrap
 run: build
 	./target/release/tigerfans serve --tigerbeetle-bin tools/bin/tigerbeetle --accounting-endpoints
 
-test: test-layers test-cargo test-faults test-dist test-bench
+test: test-layers test-cargo test-faults test-dist test-bench test-vm
 
 # No import cycle between modules, no source file over 600 lines, no function over 70 lines
 # (TigerStyle); `python3 scripts/check-layers.py --graph` prints who imports whom.
@@ -50,6 +52,12 @@ test-bench: build
 	./scripts/bench.sh 1 2000
 	KNEE_DURATION_S=2 KNEE_RATES="1000 2000" KNEE_OUT=target/knee-test KNEE_SVG=target/knee-test/knee.svg \
 		./scripts/knee.sh sweep checkout
+
+# The aarch64 bundle on an emulated Debian 12 arm64 machine (TCG), installed by its install.sh:
+# both units, a purchase, restarts, kill -9 of the replica, a short bench, the audit. Needs root
+# (sudo otherwise); builds and caches the VM image in target/vm/ the first time (docs/testing.md).
+test-vm: dist
+	./cross/vm-test.sh
 
 # Against a running server: make bench BASE=http://127.0.0.1:8000
 BASE ?= http://127.0.0.1:8000
