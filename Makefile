@@ -54,10 +54,13 @@ test-bench: build
 		./scripts/knee.sh sweep checkout
 
 # The aarch64 bundle on an emulated Debian 12 arm64 machine (TCG), installed by its install.sh:
-# both units, a purchase, restarts, kill -9 of the replica, a short bench, the audit. Needs root
+# both units, a purchase, restarts, kill -9 of the replica, a short bench, the audit; on Debian's
+# 4 KiB-page kernel with 4 GiB (install.sh picks the medium profile), then on its 16 KiB-page one
+# (a Raspberry Pi 5's default) with 2 GiB, a 2 GB board (the small profile). Needs root
 # (sudo otherwise); builds and caches the VM image in target/vm/ the first time (docs/testing.md).
 test-vm: dist
 	./cross/vm-test.sh
+	VM_KERNEL=16k VM_MEM_MIB=2048 ./cross/vm-test.sh
 
 # Against a running server: make bench BASE=http://127.0.0.1:8000
 BASE ?= http://127.0.0.1:8000

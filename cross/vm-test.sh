@@ -19,7 +19,9 @@
 #   4. Prints the timings (image build, boot, replica format+start, purchase, recovery, run).
 #
 # Every wait is time-boxed (VM_TIMEOUT_S, default 1200, for the boot and the guest's run; a hung
-# guest fails the test and qemu is killed). Settings: VM_MEM_MIB (4096), VM_TIMEOUT_S,
+# guest fails the test and qemu is killed). Settings: VM_KERNEL (4k: Debian's arm64 kernel; 16k:
+# its arm64-16k kernel from bookworm-backports, 16 KiB pages like a Raspberry Pi 5's default
+# kernel; make test-vm runs both), VM_MEM_MIB (4096), VM_TIMEOUT_S,
 # VM_BUILD_TIMEOUT_S (1800), VM_MIRROR (default: the Debian mirror this machine's apt uses),
 # VM_KEEP=1 keeps the run's disk overlay. Logs of the last run: target/vm/last-run/. Needs root
 # (debootstrap, chroot, binfmt_misc); installs its Debian packages if they are missing.
@@ -30,12 +32,19 @@ root="$(pwd)"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "[vm-test] needs root (debootstrap, chroot, binfmt_misc): re-running with sudo" >&2
-    exec sudo --preserve-env=VM_MEM_MIB,VM_TIMEOUT_S,VM_BUILD_TIMEOUT_S,VM_MIRROR,VM_KEEP "$root/cross/vm-test.sh" "$@"
+    exec sudo --preserve-env=VM_KERNEL,VM_MEM_MIB,VM_TIMEOUT_S,VM_BUILD_TIMEOUT_S,VM_MIRROR,VM_KEEP "$root/cross/vm-test.sh" "$@"
 fi
 
 IMAGE_VERSION=1                    # bump to rebuild every cached image
 suite=bookworm
 mem_mib="${VM_MEM_MIB:-4096}"
+# Which of the image's kernels boots: Debian's arm64 (4 KiB pages) or arm64-16k (16 KiB pages,
+# as the Raspberry Pi 5's default kernel).
+case "${VM_KERNEL:-4k}" in
+    4k) kernel_suffix="" page_bytes=4096 ;;
+    16k) kernel_suffix="-16k" page_bytes=16384 ;;
+    *) echo "VM_KERNEL must be 4k or 16k, not '$VM_KERNEL'" >&2; exit 2 ;;
+esac
 timeout_s="${VM_TIMEOUT_S:-1200}"
 build_timeout_s="${VM_BUILD_TIMEOUT_S:-1800}"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
@@ -231,8 +240,37 @@ finish_rootfs() {
     '
 }
 
+# The Raspberry Pi 5's default kernel uses 16 KiB pages; Debian has such a kernel for arm64 in
+# bookworm-backports (linux-image-arm64-16k). Installed beside the 4 KiB one; VM_KERNEL=16k boots it.
+add_16k_kernel() {
+    local r="$1" m
+    cp /etc/resolv.conf "$r/etc/resolv.conf"
+    echo "deb $mirror $suite-backports main" >"$r/etc/apt/sources.list.d/backports.list"
+    for m in proc sys dev; do mount --bind "/$m" "$r/$m"; done
+    chroot "$r" /bin/sh -ec '
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t '"$suite"'-backports linux-image-arm64-16k
+        apt-get clean
+        rm -rf /var/lib/apt/lists/*
+    '
+    unmount_under "$r/"
+    rm -f "$r/etc/resolv.conf"
+}
+
+# copy_kernel ROOTFS BUILD_DIR SUFFIX PATTERN: the newest kernel matching PATTERN and its initrd,
+# as vmlinuz$SUFFIX, initrd$SUFFIX.img and kernel-version$SUFFIX.
+copy_kernel() {
+    local r="$1" out="$2" suffix="$3" kernel
+    kernel="$(cd "$r/boot" && ls vmlinuz-* | grep -E "$4" | sort -V | tail -1)"
+    kernel="${kernel#vmlinuz-}"
+    [ -n "$kernel" ] && [ -s "$r/boot/initrd.img-$kernel" ] || abort "the rootfs has no kernel and initrd matching $4" "$out/debootstrap.log"
+    cp "$r/boot/vmlinuz-$kernel" "$out/vmlinuz$suffix"
+    cp "$r/boot/initrd.img-$kernel" "$out/initrd$suffix.img"
+    echo "$kernel" >"$out/kernel-version$suffix"
+}
+
 build_image() {
-    local dir="$1" r t0 kernel
+    local dir="$1" r t0
     t0=$(now_ms)
     build_dir="$vm_dir/build.$$"
     r="$build_dir/rootfs"
@@ -246,14 +284,11 @@ build_image() {
     timeout "$build_timeout_s" chroot "$r" /debootstrap/debootstrap --second-stage >>"$build_dir/debootstrap.log" 2>&1 ||
         { unmount_under "$r/"; abort "debootstrap second stage (chroot under qemu-aarch64-static)" "$r/debootstrap/debootstrap.log"; }
     unmount_under "$r/"
+    add_16k_kernel "$r" >>"$build_dir/debootstrap.log" 2>&1 || { unmount_under "$r/"; abort "installing the 16 KiB-page kernel (bookworm-backports)" "$build_dir/debootstrap.log"; }
     finish_rootfs "$r" >>"$build_dir/debootstrap.log" 2>&1 || { unmount_under "$r/"; abort "configuring the rootfs" "$build_dir/debootstrap.log"; }
     unmount_under "$r/"
-    kernel="$(cd "$r/boot" && ls vmlinuz-* | sort -V | tail -1)"
-    kernel="${kernel#vmlinuz-}"
-    [ -s "$r/boot/initrd.img-$kernel" ] || abort "the rootfs has no initrd for $kernel" "$build_dir/debootstrap.log"
-    cp "$r/boot/vmlinuz-$kernel" "$build_dir/vmlinuz"
-    cp "$r/boot/initrd.img-$kernel" "$build_dir/initrd.img"
-    echo "$kernel" >"$build_dir/kernel-version"
+    copy_kernel "$r" "$build_dir" "" '^vmlinuz-[0-9.+~a-z-]*-arm64$'
+    copy_kernel "$r" "$build_dir" "-16k" '^vmlinuz-.*-arm64-16k$'
     # 8 GiB (sparse): the replica's data file is about 1.1 GiB and install.sh wants 3 GiB free.
     truncate -s 8G "$build_dir/rootfs.img"
     mkfs.ext4 -q -F -L vmroot -d "$r" "$build_dir/rootfs.img" >>"$build_dir/debootstrap.log" 2>&1 ||
@@ -266,7 +301,7 @@ build_image() {
 }
 
 # The cache key: IMAGE_VERSION and a hash of the recipe (the functions above and the package list).
-recipe_hash="$( { declare -f binfmt_register configure_rootfs finish_rootfs build_image; echo "$packages $suite"; } |
+recipe_hash="$( { declare -f binfmt_register configure_rootfs add_16k_kernel copy_kernel finish_rootfs build_image; echo "$packages $suite"; } |
     sha256sum | cut -c1-12)"
 image_key="debian12-arm64-v$IMAGE_VERSION-$recipe_hash"
 image="$vm_dir/$image_key"
@@ -362,7 +397,7 @@ order_is_paid() {
 
 echo "== guest: Debian $(cat /etc/debian_version) arm64 under qemu (TCG)"
 note "uname -r: $(uname -r)"
-note "getconf PAGESIZE: $(getconf PAGESIZE)"
+check "getconf PAGESIZE is $PAGE_BYTES (the kernel booted)" test "$(getconf PAGESIZE)" = "$PAGE_BYTES"
 note "$(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo), booted in $(cut -d' ' -f1 /proc/uptime) s (kernel to this script)"
 check "the kernel has io_uring (CONFIG_IO_URING=y, not disabled)" bash -c \
     'grep -qx CONFIG_IO_URING=y "/boot/config-$(uname -r)" && { [ ! -e /proc/sys/kernel/io_uring_disabled ] || [ "$(cat /proc/sys/kernel/io_uring_disabled)" = 0 ]; }'
@@ -405,7 +440,9 @@ timing healthy $((t_healthy - t_install))
 tb_pid=$(main_pid tigerbeetle.service)
 check "the replica runs as tigerfans with its memory locked (LimitMEMLOCK=infinity)" bash -c \
     "[ \"\$(stat -c %U /proc/$tb_pid)\" = tigerfans ] && awk '/^VmLck:/ { exit !(\$2 > 0) }' /proc/$tb_pid/status"
-note "replica: $(awk '/^VmRSS:|^VmLck:/ { printf "%s %d MiB  ", $1, $2 / 1024 }' "/proc/$tb_pid/status"); $(grep -h '^TB_CACHE_GRID=' /etc/tigerfans/tigerbeetle.env)"
+note "replica: $(awk '/^VmRSS:|^VmLck:/ { printf "%s %d MiB  ", $1, $2 / 1024 }' "/proc/$tb_pid/status"); $(grep -h '^TIGERFANS_TB_PROFILE=' /etc/tigerfans/tigerbeetle.env)"
+check "install.sh picked the $PROFILE profile for $(awk '/^MemTotal:/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo) of RAM" \
+    grep -qx "TIGERFANS_TB_PROFILE=$PROFILE" /etc/tigerfans/tigerbeetle.env
 
 t0=$(now_ms)
 check "a ticket is bought: checkout, MockPay succeeded (303), the order PAID with a TCK- code" buy
@@ -447,6 +484,11 @@ check "tigerfans bench --phase checkout --duration 5 --concurrency 16" bash -c \
 check "the bench's checkouts all succeeded (errors 0, ok > 0)" \
     awk '$1 == "checkout" { found = 1; if ($3 > 0 && $4 == 0) good = 1 } END { exit !(found && good) }' "$share/bench.txt"
 
+rss_mib() { awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"; }
+tb_rss=$(rss_mib "$(main_pid tigerbeetle.service)")
+tf_rss=$(rss_mib "$(main_pid tigerfans.service)")
+note "after the bench: replica RSS $tb_rss MiB, tigerfans $tf_rss MiB, together $((tb_rss + tf_rss)) MiB; MemAvailable $(awk '/^MemAvailable:/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo)"
+timing rss_mib $((tb_rss + tf_rss))
 check "systemctl stop tigerfans" systemctl stop tigerfans.service
 . /etc/tigerfans/cluster.env
 check "tigerfans audit of the installed data dir passes (tigerfans stopped, the replica running)" bash -c \
@@ -463,13 +505,15 @@ echo "$passed passed, $failed failed"
 GUEST
 chmod 0755 "$share/run.sh"
 # The time box of each wait in the guest: a slow emulated step must not eat the whole run's.
-printf 'TARBALL=%q\nNAME=%q\nWAIT_S=%q\n' "$name.tar.gz" "$name" 300 >"$share/params"
+# install.sh's pick for this much RAM (MemTotal is a little below -m): under 3 GiB small, under 6 medium.
+if [ "$mem_mib" -lt 3072 ]; then profile=small; elif [ "$mem_mib" -lt 6144 ]; then profile=medium; else profile=large; fi
+printf 'TARBALL=%q\nNAME=%q\nWAIT_S=%q\nPAGE_BYTES=%q\nPROFILE=%q\n' "$name.tar.gz" "$name" 300 "$page_bytes" "$profile" >"$share/params"
 
-echo "== boot: qemu-system-aarch64 -M virt -cpu max -smp 2 -m $mem_mib (TCG)"
+echo "== boot: qemu-system-aarch64 -M virt -cpu max -smp 2 -m $mem_mib (TCG), kernel $(cat "$image/kernel-version$kernel_suffix") ($((page_bytes / 1024)) KiB pages)"
 t_qemu=$(now_ms)
 qemu-system-aarch64 -name tigerfans-vm-test \
     -M virt -cpu max,pauth-impdef=on -accel tcg,thread=multi -smp 2 -m "$mem_mib" \
-    -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+    -kernel "$image/vmlinuz$kernel_suffix" -initrd "$image/initrd$kernel_suffix.img" \
     -append "root=/dev/vda rw console=ttyAMA0 panic=1 mitigations=off" \
     -drive "file=$run_dir/disk.qcow2,format=qcow2,if=none,id=root,cache=unsafe,discard=unmap" \
     -device virtio-blk-pci,drive=root \
@@ -548,6 +592,7 @@ row "  of which the format (ExecStartPre)" "$(t_of replica_format)"
 row "  of which the replica's open to listening" "$(t_of replica_open)"
 row "install.sh to /healthz 200" "$(t_of healthy)"
 row "purchase (checkout, MockPay, PAID)" "$(t_of purchase)"
+[ -z "$(t_of rss_mib)" ] || printf '      %-46s %s MiB\n' "replica + tigerfans RSS after the bench" "$(t_of rss_mib)"
 row "kill -9 of the replica to /healthz 200" "$(t_of recovery)"
 row "guest script" "$(t_of guest_run)"
 row "qemu, start to power-off" $((t_end - t_qemu))
