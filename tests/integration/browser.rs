@@ -26,12 +26,30 @@ fn driver_url() -> &'static str {
             let bin = "/usr/bin/chromedriver";
             assert!(std::path::Path::new(bin).exists(), "{bin} missing: run scripts/test-deps.sh (make test does)");
             let port = free_port();
-            let child = Command::new(bin)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting chromedriver");
+            // Dies with this test binary (PR_SET_PDEATHSIG): a leaked chromedriver kept the test
+            // run's inherited file descriptors (a build lock, say) open after the run. The signal
+            // fires when the spawning *thread* ends, so a thread that lives as long as the binary
+            // spawns it.
+            let (sent, spawned) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut command = Command::new(bin);
+                command.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+                // SAFETY: only async-signal-safe calls between fork and exec.
+                unsafe {
+                    use std::os::unix::process::CommandExt;
+                    command.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                sent.send(command.spawn().expect("starting chromedriver")).unwrap();
+                loop {
+                    std::thread::park();
+                }
+            });
+            let child = spawned.recv().unwrap();
             wait_for_port(port, Duration::from_secs(20));
             Driver { _child: child, url: format!("http://127.0.0.1:{port}") }
         })
