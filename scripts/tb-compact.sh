@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # An experiment, not what the bundle ships: the TigerBeetle 0.16.78 server built from the source
 # vendored in tigerbeetle-unofficial-sys with a smaller compile-time cluster configuration
-# (src/config.zig, production: message_size_max and block_size 256 KiB instead of 1 MiB and
-# 512 KiB, clients_max 32 instead of 64), for docs/pi.md "A smaller compile-time configuration".
+# (src/config.zig, production: message_size_max and block_size KIB KiB (256 or 128) instead of
+# 1 MiB and 512 KiB, clients_max 32 (16 at 128 KiB) instead of 64), for docs/pi.md "A smaller
+# compile-time configuration".
 # The client stays the crate's (1 MiB messages): it only needs the server's messages to be no
 # larger than its own. Such a replica has its own storage format (a data file formatted by the
 # stock server does not open, nor the reverse), and tigerfans must run it with a profile whose
-# request limit fits its messages (--tb-profile small or medium).
+# request limit fits its messages (--tb-profile small or medium at 256 KiB, small at 128 KiB).
 #
-#   scripts/tb-compact.sh            builds target/tb-compact/zig-out/bin/tigerbeetle (~2-3 min)
-#   scripts/tb-memory.sh target/tb-compact/zig-out/bin/tigerbeetle          its RSS
-#   TIGERBEETLE_BIN=$PWD/target/tb-compact/zig-out/bin/tigerbeetle TIGERFANS_TB_PROFILE=medium \
+#   scripts/tb-compact.sh [KIB]      builds target/tb-compact-KIB/zig-out/bin/tigerbeetle (~2-3 min)
+#   scripts/tb-memory.sh target/tb-compact-256/zig-out/bin/tigerbeetle      its RSS
+#   TIGERBEETLE_BIN=$PWD/target/tb-compact-256/zig-out/bin/tigerbeetle TIGERFANS_TB_PROFILE=medium \
 #       cargo test --all-targets                                            the whole suite on it
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +24,17 @@ for p in json.load(sys.stdin)["packages"]:
     if p["name"] == "tigerbeetle-unofficial-sys":
         print(os.path.join(os.path.dirname(p["manifest_path"]), "tigerbeetle"))
 ')"
-work="$root/target/tb-compact"
+kib="${1:-256}"
+case "$kib" in
+    256) clients=32 ;;
+    128) clients=16 ;;
+    *) echo "tb-compact: KIB is 256 or 128, not '$kib'" >&2; exit 2 ;;
+esac
+work="$root/target/tb-compact-$kib"
 rm -rf "$work" && mkdir -p "$work" && cp -a "$src/." "$work/"
-python3 - "$work/src/config.zig" <<'PY'
+python3 - "$work/src/config.zig" "$kib" "$clients" <<'PY'
 import sys
-path = sys.argv[1]
+path, kib, clients = sys.argv[1:]
 text = open(path).read()
 stock = """        .cluster = .{
             .clients_max = 64,
@@ -35,12 +42,12 @@ stock = """        .cluster = .{
     };
 
     /// Minimal test configuration"""
-compact = """        .cluster = .{
-            .clients_max = 32,
-            .message_size_max = 256 * KiB,
-            .block_size = 256 * KiB,
-        },
-    };
+compact = f"""        .cluster = .{{
+            .clients_max = {clients},
+            .message_size_max = {kib} * KiB,
+            .block_size = {kib} * KiB,
+        }},
+    }};
 
     /// Minimal test configuration"""
 assert text.count(stock) == 1, "the production config is not where 0.16.78 has it"
