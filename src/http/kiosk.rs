@@ -99,12 +99,9 @@ pub fn default_cls(config: &Config) -> String {
     }
 }
 
-/// The most connections a run may have here.
+/// The most connections a run may have here: within the shop's in-flight bound too.
 pub fn concurrency_max(limits: &HttpLimits) -> usize {
-    match limits.shop_in_flight_max {
-        0 => KIOSK_CONCURRENCY_MAX,
-        bound => KIOSK_CONCURRENCY_MAX.min(bound),
-    }
+    KIOSK_CONCURRENCY_MAX.min(limits.shop_in_flight_max).max(1)
 }
 
 /// A start's body: `{"phase", "duration_s", "concurrency"}`, and `"cls"` if not the default.
@@ -452,6 +449,8 @@ mod tests {
         }
         let lower = parse_request(&json!({"phase": "flow", "duration_s": 2, "concurrency": 100}), &config(), 64);
         assert!(lower.unwrap_err().0.contains("1 to 64"));
+        assert_eq!(concurrency_max(&HttpLimits::default()), 256, "below the default bound of 512");
+        assert_eq!(concurrency_max(&HttpLimits { shop_in_flight_max: 64, ..HttpLimits::default() }), 64);
     }
 
     #[test]
