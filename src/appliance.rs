@@ -126,7 +126,8 @@ async fn run(
 ) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics { replica_pid, ..Metrics::default() });
-    let (app, writer) = build_app(&options, addresses, cluster, metrics, shutdown_rx.clone())?;
+    let listen_address = listener.local_addr()?;
+    let (app, writer) = build_app(&options, listen_address, addresses, cluster, metrics, shutdown_rx.clone())?;
     tracing::info!(%addresses, cluster, ledger = options.config.ledger, "connecting to TigerBeetle");
     let setup = tokio::spawn(set_up_event(app.clone(), shutdown_rx.clone()));
     let sweeper = tokio::spawn(sweep(app.clone(), options.sweep_interval_ms, shutdown_rx.clone()));
@@ -144,6 +145,7 @@ async fn run(
 /// `set_up_event`).
 fn build_app(
     options: &ServeOptions,
+    listen_address: SocketAddr,
     addresses: &str,
     cluster: u128,
     metrics: Arc<Metrics>,
@@ -185,6 +187,7 @@ fn build_app(
             hold_ms: u64::from(options.config.hold_timeout_s) * 1000,
         }),
         shutdown,
+        listen_address,
     });
     Ok((app, writer))
 }

@@ -105,7 +105,7 @@ $('#pause').addEventListener('click', () => {
 TF.every(1000, scrape);
 
 // --- recorded results -----------------------------------------------------------------------
-let results = [], picked = new Set();
+let results = [], picked = new Set(), reference = null;
 const resultsBox = $('#results-status');
 const machineOf = (r) => { const m = (r.report && r.report.machine) || {}; return [m.cpu_model, m.cores ? m.cores + ' cores' : '', m.kernel].filter(Boolean).join(', '); };
 const ms = (v) => (Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v.toFixed(2)) : '–');
@@ -130,15 +130,18 @@ function renderResults() {
     h('input', { type: 'checkbox', checked: picked.has(r.name), dataset: { name: r.name },
       onchange: (e) => { if (e.target.checked) picked.add(r.name); else picked.delete(r.name); renderResults(); } }),
     swatch(TFChart.PALETTE[i % TFChart.PALETTE.length]),
-    r.name, h('span', { className: 'muted small' }, r.uploaded_at ? ' ' + TF.dateTime(r.uploaded_at) : ''))));
+    r.name, r.source === 'kiosk' ? h('span', { className: 'badge' }, 'kiosk') : null,
+    h('span', { className: 'muted small' }, r.uploaded_at ? ' ' + TF.dateTime(r.uploaded_at) : ''))));
 
   const chosen = results.map((r, i) => [r, TFChart.PALETTE[i % TFChart.PALETTE.length]]).filter(([r]) => picked.has(r.name));
   const groups = phaseNames(chosen.map(([r]) => r));
-  TFChart.bars($('#chart-compare'), {
-    groups, empty: results.length ? 'Select a result above' : 'No results uploaded yet',
-    series: chosen.map(([r, color]) => ({ label: r.name, color, values: groups.map((g) => {
-      const p = r.report.phases.find((x) => x.phase === g); return p ? p.throughput : null; }) })),
-  });
+  const series = chosen.map(([r, color]) => ({ label: r.name, color, values: groups.map((g) => {
+    const p = r.report.phases.find((x) => x.phase === g); return p ? p.throughput : null; }) }));
+  if (reference && groups.includes(reference.phase)) {
+    series.push({ label: 'reference design', color: REFERENCE_COLOUR,
+      values: groups.map((g) => (g === reference.phase ? reference.reservations_per_s : null)) });
+  }
+  TFChart.bars($('#chart-compare'), { groups, series, empty: results.length ? 'Select a result above' : 'No results uploaded yet' });
 
   const tbody = $('#results-table tbody');
   const rows = [];
@@ -149,11 +152,12 @@ function renderResults() {
       if (!p) continue;
       const errs = Object.entries(p.errors || {}).map(([k, v]) => `${k}: ${v}`).join(', ');
       rows.push(h('tr', { dataset: { result: r.name, phase: g } },
-        h('td', {}, h('b', {}, g)), h('td', {}, r.name),
+        h('td', {}, h('b', {}, g)), h('td', {}, r.name, r.source === 'kiosk' ? [' ', h('span', { className: 'badge', title: kioskRunText(r) }, 'kiosk')] : null),
         h('td', { className: 'small' }, machineOf(r), r.report.tigerfans_version ? ` · v${r.report.tigerfans_version}` : ''),
         h('td', { className: 'num' }, `${int(p.ok)} / ${int(p.total)}`),
         h('td', { className: 'num', title: errs }, errs ? int(Object.values(p.errors).reduce((a, b) => a + b, 0)) : '0'),
-        h('td', { className: 'num' }, p.throughput === best && chosen.length > 1 ? h('b', {}, int(Math.round(p.throughput)), ' ★') : int(Math.round(p.throughput))),
+        h('td', { className: 'num' }, p.throughput === best && chosen.length > 1 ? h('b', {}, int(Math.round(p.throughput)), ' ★') : int(Math.round(p.throughput)),
+          reference && g === reference.phase ? h('span', { className: 'muted small' }, ' ' + timesReference(p.throughput)) : null),
         h('td', { className: 'num' }, ms(p.p50_ms)), h('td', { className: 'num' }, ms(p.p90_ms)),
         h('td', { className: 'num' }, ms(p.p99_ms)), h('td', { className: 'num' }, ms(p.max_ms)),
         h('td', { className: 'num' }, Number.isFinite(p.tb_batch_avg) ? p.tb_batch_avg.toFixed(1) : '–'),
@@ -161,8 +165,31 @@ function renderResults() {
         h('td', { className: 'num' }, p.server_rss_bytes ? mb(p.server_rss_bytes) : '–')));
     }
   }
-  tbody.replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 13, className: 'empty' },
-    results.length ? 'Select a result above.' : 'No results yet: upload a tigerfans bench --json file.'))]));
+  if (!rows.length) rows.push(h('tr', {}, h('td', { colspan: 13, className: 'empty' },
+    results.length ? 'Select a result above.' : 'No results yet: run one above, or upload a tigerfans bench --json file.')));
+  // The reference's figures, after the results of its phase (or last).
+  if (reference) {
+    const after = rows.map((row) => row.dataset.phase).lastIndexOf(reference.phase);
+    rows.splice(after < 0 ? rows.length : after + 1, 0, referenceRow(reference));
+  }
+  tbody.replaceChildren(...rows);
+}
+
+// --- the reference design's published figures (from the server: src/bench/reference.rs) --
+const REFERENCE_COLOUR = '#8a8d94';
+const timesReference = (throughput) => (reference && throughput > 0 ? (throughput / reference.reservations_per_s).toFixed(1) + '× ref' : '');
+const referenceText = (ref) => `${int(ref.reservations_per_s)} reservations/s, TigerBeetle batches of ${ref.batch_min}–${ref.batch_max}, ${ref.vcpus} vCPUs`;
+function referenceRow(ref) {
+  const none = () => h('td', { className: 'num' }, '–');
+  return h('tr', { dataset: { result: 'reference', phase: ref.phase }, title: ref.source },
+    h('td', {}, h('b', {}, ref.phase)), h('td', {}, ref.name, ' ', h('span', { className: 'badge' }, 'published')),
+    h('td', { className: 'small' }, `${ref.vcpus} vCPUs`), none(), none(),
+    h('td', { className: 'num' }, h('b', {}, int(ref.reservations_per_s))), none(), none(), none(), none(),
+    h('td', { className: 'num' }, `${ref.batch_min}–${ref.batch_max}`), none(), none());
+}
+function kioskRunText(r) {
+  const run = r.run || {};
+  return `run on this server by its admin: ${run.phase || '?'} for ${run.duration_s || '?'} s, ${run.concurrency || '?'} connections, class ${run.cls || '?'}, payments declined${run.state === 'stopped' ? ', stopped early' : ''}`;
 }
 
 async function loadResults() {
@@ -170,6 +197,8 @@ async function loadResults() {
   if (!r.ok) { TF.notice(resultsBox, 'error', 'Cannot load recorded results.', r.data.detail || ''); renderResults(); return; }
   const known = new Set(results.map((x) => x.name));
   results = (r.data.results || []).filter((x) => x && x.report && Array.isArray(x.report.phases));
+  reference = r.data.reference || null;
+  showReference();
   // New results are selected; the first time, the 6 newest are.
   const fresh = results.filter((x) => !known.has(x.name));
   if (!known.size) fresh.slice(-6).forEach((x) => picked.add(x.name)); else fresh.forEach((x) => picked.add(x.name));
@@ -203,4 +232,122 @@ $('#results-upload').addEventListener('change', async (e) => {
   e.target.value = '';
   await loadResults();
 });
-loadResults();
+
+// --- the kiosk's own run ------------------------------------------------------------------
+const kiosk = { running: false, run: null, limits: null, announced: null };
+const kioskBox = $('#kiosk-status');
+
+function showReference() {
+  const ref = reference;
+  if (!ref) return;
+  const run = kiosk.run, p = run && (run.phases || []).find((x) => x.phase === ref.phase);
+  const ours = p && p.throughput > 0
+    ? ` This server's last run: ${int(Math.round(p.throughput))} ${ref.phase}s/s` +
+      (Number.isFinite(p.tb_batch_avg) ? `, batches of ${p.tb_batch_avg.toFixed(1)}` : '') + `: ${timesReference(p.throughput)}.`
+    : '';
+  const el = $('#kiosk-reference');
+  el.replaceChildren(h('b', {}, `The ${ref.name}: `), referenceText(ref), '.', ours);
+  el.title = ref.source;
+}
+
+function effectText(limits) {
+  return `A run buys class ${limits.cls} of this event through the online shop: real orders, real holds on its tickets ` +
+    `(and on goodies while they last). Every payment is declined, so it sells nothing: webhook and flow runs release ` +
+    `the holds they pay, a checkout run's holds expire after ${int(limits.hold_timeout_s)} s. Its orders stay in the ` +
+    `admin's list as FAILED or EXPIRED. At most ${limits.duration_s_max} s and ${limits.concurrency_max} connections; ` +
+    `the ${limits.results_kept} newest runs are kept (kiosk-01 to kiosk-${String(limits.results_kept).padStart(2, '0')}).`;
+}
+
+function drawRun(run) {
+  const P = TFChart.PALETTE, tl = (run && run.timeline) || [];
+  // A second not over yet (the one going on; the run's last, cut short by its end) would look
+  // like a drop: only whole seconds are charted (the readout counts every answer).
+  const seconds = run ? tl.filter((s) => s.t_s + 1 <= run.elapsed_s + 0.05) : [];
+  const n = Math.max(2, (run ? run.duration_s + 1 : 10), seconds.length);
+  const pad = (values) => values.concat(Array(Math.max(0, n - values.length)).fill(null));
+  const col = (k) => pad(seconds.map((s) => s[k]));
+  const xLabel = (i) => i + ' s';
+  const last = (values, d) => { const v = values.filter(Number.isFinite).pop(); return Number.isFinite(v) ? show(v, d) : '–'; };
+  const ok = col('ok'), err = col('errors'), p50 = col('p50_ms'), p99 = col('p99_ms');
+  TFChart.line($('#chart-kiosk-throughput'), { points: n, xLabel, series: [
+    { label: 'answered', color: P[2], values: ok, last: last(ok, 0) },
+    { label: 'errors', color: P[6], values: err, last: last(err, 0) }] });
+  TFChart.line($('#chart-kiosk-latency'), { points: n, xLabel, series: [
+    { label: 'p50', color: P[1], values: p50, last: last(p50, 2) },
+    { label: 'p99', color: P[0], values: p99, last: last(p99, 2) }] });
+}
+
+function showRun(data) {
+  kiosk.limits = data.limits;
+  const run = kiosk.run = data.run;
+  const running = !!run && run.state === 'running';
+  kiosk.running = running;
+  $('#kiosk-start').disabled = running;
+  $('#kiosk-stop').disabled = !running || run.stopping;
+  const L = data.limits;
+  $('#kiosk-duration').max = L.duration_s_max; $('#kiosk-duration').min = L.duration_s_min;
+  $('#kiosk-concurrency').max = L.concurrency_max;
+  setText($('#kiosk-effect'), effectText(L));
+  const state = !run ? 'none yet' : running && run.stopping ? 'stopping' : run.state;
+  setText($('#kiosk-state'), state);
+  $('#kiosk-state').dataset.state = run ? run.state : '';
+  setText($('#kiosk-phase-now'), run ? run.phase + (run.phase !== run.requested_phase ? ` (of ${run.requested_phase})` : '') : '–');
+  setText($('#kiosk-elapsed'), run ? `${run.elapsed_s.toFixed(1)} s of ${run.duration_s} s` : '–');
+  setText($('#kiosk-ok'), run ? int(run.ok) : '–');
+  setText($('#kiosk-errors'), run ? int(run.errors) : '–');
+  drawRun(run);
+  showReference();
+  if (running) {
+    TF.notice(kioskBox, 'info', run.stopping ? 'Stopping…' : `Running: ${run.phase}, ${run.concurrency} connections, class ${run.cls}.`);
+  } else if (run && kiosk.announced !== run.number) {
+    kiosk.announced = run.number;
+    announce(run);
+  }
+}
+
+// A run that ended: say how, and show its stored result in the table.
+async function announce(run) {
+  const summary = (run.phases || []).map((p) => `${p.phase} ${int(Math.round(p.throughput))}/s (${int(p.ok)} of ${int(p.total)} ok)`).join(', ');
+  if (run.state === 'failed') { TF.notice(kioskBox, 'error', 'The run failed.', run.detail || ''); return; }
+  const how = run.state === 'stopped' ? 'Stopped' : 'Finished';
+  const where = run.result ? `Stored as ${run.result}, in the table below.` : (run.detail || '');
+  TF.notice(kioskBox, run.result ? 'ok' : 'error', `${how} after ${run.elapsed_s.toFixed(1)} s.`, summary && summary + '.', where);
+  if (run.result) { picked.add(run.result); await loadResults(); }
+}
+
+async function pollRun() {
+  const r = await TF.api('/api/admin/bench/run');
+  if (!r.ok) { TF.notice(kioskBox, 'error', 'Cannot read the run.', r.data.detail || ''); return; }
+  showRun(r.data);
+}
+
+$('#kiosk-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const body = { phase: $('#kiosk-phase').value, duration_s: Number($('#kiosk-duration').value), concurrency: Number($('#kiosk-concurrency').value) };
+  $('#kiosk-start').disabled = true;
+  const r = await TF.staff.post('/api/admin/bench/run', body);
+  if (!r.ok) { TF.notice(kioskBox, 'error', 'Not started.', r.data.detail || 'HTTP ' + r.status); $('#kiosk-start').disabled = kiosk.running; return; }
+  showRun(r.data);
+});
+$('#kiosk-stop').addEventListener('click', async () => {
+  $('#kiosk-stop').disabled = true;
+  const r = await TF.staff.post('/api/admin/bench/run/stop', {});
+  if (!r.ok) TF.notice(kioskBox, 'error', 'Not stopped.', r.data.detail || 'HTTP ' + r.status);
+  await pollRun();
+});
+
+async function kioskStart() {
+  const me = await TF.api('/api/staff/me');
+  const admin = me.ok && me.data.role === 'admin';
+  $('#kiosk-signin').hidden = admin;
+  $('#kiosk-form').hidden = !admin;
+  if (!admin) { drawRun(null); return; }
+  const r = await TF.api('/api/admin/bench/run');
+  // A run that ended before this page opened is in the table already: announce only the
+  // runs that end from now on.
+  if (r.ok && r.data.run && r.data.run.state !== 'running') kiosk.announced = r.data.run.number;
+  if (r.ok) showRun(r.data); else TF.notice(kioskBox, 'error', 'Cannot read the run.', r.data.detail || '');
+  TF.every(1000, () => (kiosk.running ? pollRun() : null));
+}
+
+loadResults().then(kioskStart);

@@ -72,9 +72,11 @@
     const box = frame(ctx, w, hgt, spec.series, Math.max(...all, 0));
     const xAt = (i, len) => box.x + box.w - ((len - 1 - i) / (n - 1)) * box.w;
     ctx.fillStyle = '#4d5058';
+    // The x labels: seconds before now, or what the spec says (a run's seconds since its start).
+    const xLabel = spec.xLabel || ((s) => (s === n - 1 ? 'now' : '−' + (n - 1 - s) + ' s'));
     [[0, 'left'], [Math.round(n / 2), 'center'], [n - 1, 'right']].forEach(([s, align]) => {
       ctx.textAlign = align;
-      ctx.fillText(s === n - 1 ? 'now' : '−' + (n - 1 - s) + ' s', xAt(s, n), hgt - ctx.fs * 0.8);
+      ctx.fillText(xLabel(s, n), xAt(s, n), hgt - ctx.fs * 0.8);
     });
     spec.series.forEach((s, si) => {
       ctx.strokeStyle = s.color || PALETTE[si % PALETTE.length]; ctx.lineWidth = 2; ctx.lineJoin = 'round';

@@ -134,6 +134,11 @@ pub fn histogram_avg_ms(before: &ServerFigures, after: &ServerFigures, family: &
     average(before.get(&sum), after.get(&sum), before.get(&count), after.get(&count)).map(|us| us / 1000.0)
 }
 
+/// CPU microseconds per operation; `None` for a phase that did nothing.
+pub fn per_op_us(cpu_s: f64, ops: u64) -> Option<f64> {
+    (ops > 0).then(|| cpu_s * 1e6 / ops as f64)
+}
+
 /// Average size over a phase: (sum after - sum before) / (count after - count before).
 pub fn average(sum_before: f64, sum_after: f64, count_before: f64, count_after: f64) -> Option<f64> {
     let calls = count_after - count_before;

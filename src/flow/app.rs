@@ -51,6 +51,8 @@ pub struct App {
     pub readiness: Readiness,
     /// Turns true at shutdown: long-lived streams end so the server can drain.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Where the HTTP server listens (its port chosen, if it was 0): the kiosk's runs load it.
+    pub listen_address: std::net::SocketAddr,
 }
 
 /// Whether the app may serve: the server listens before TigerBeetle answers (a replica takes

@@ -377,7 +377,7 @@ pub fn bench_results(app: &App) -> Response<Body> {
                     Some(v)
                 })
                 .collect();
-            json_response(StatusCode::OK, &json!({"results": results}))
+            json_response(StatusCode::OK, &json!({"results": results, "reference": crate::bench::reference::REFERENCE}))
         }
         Err(e) => response::store_unavailable(&e),
     }

@@ -35,6 +35,9 @@ pub enum Route<'a> {
     AdminStaff,
     AdminStaffRemove(&'a str),
     AdminActivity,
+    /// The kiosk's own load run: its status (GET), a start (POST); its stop.
+    AdminBenchRun,
+    AdminBenchStop,
     ExportOrders,
     ExportCheckins,
     ExportActivity,
@@ -135,6 +138,8 @@ impl<'a> Route<'a> {
             ["api", "admin", "staff"] => Route::AdminStaff,
             ["api", "admin", "staff", name, "remove"] => Route::AdminStaffRemove(name),
             ["api", "admin", "activity"] => Route::AdminActivity,
+            ["api", "admin", "bench", "run"] => Route::AdminBenchRun,
+            ["api", "admin", "bench", "run", "stop"] => Route::AdminBenchStop,
             ["api", "admin", "export", "orders.csv"] => Route::ExportOrders,
             ["api", "admin", "export", "checkins.csv"] => Route::ExportCheckins,
             ["api", "admin", "export", "activity.csv"] => Route::ExportActivity,
@@ -159,7 +164,8 @@ impl<'a> Route<'a> {
         match self {
             Route::Emit(_) | Route::Checkout | Route::Webhook | Route::AdminLogout => Allow::Post,
             Route::AdminRefund(_) | Route::AdminStaffRemove(_) | Route::DoorScan | Route::BoxOfficeSell => Allow::Post,
-            Route::AdminLogin | Route::BenchResults | Route::AdminStaff => Allow::GetHeadPost,
+            Route::AdminBenchStop => Allow::Post,
+            Route::AdminLogin | Route::BenchResults | Route::AdminStaff | Route::AdminBenchRun => Allow::GetHeadPost,
             Route::AdminAudit | Route::Reserve | Route::Commit => Allow::GetOnly,
             Route::AdminOther | Route::AccountingOther | Route::NotFound => Allow::Any,
             _ => Allow::GetHead,
@@ -179,6 +185,8 @@ impl<'a> Route<'a> {
             | Route::AdminStaff
             | Route::AdminStaffRemove(_)
             | Route::AdminActivity
+            | Route::AdminBenchRun
+            | Route::AdminBenchStop
             | Route::ExportOrders
             | Route::ExportCheckins
             | Route::ExportActivity

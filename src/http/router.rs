@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::limits::HttpLimits;
 use super::response::{self, detail, page, Body};
 use super::route::{Allow, Audience, Route};
-use super::{admin, box_office, door, export, hosts, ops, session, shed, shop, staff};
+use super::{admin, box_office, door, export, hosts, kiosk, ops, session, shed, shop, staff};
 use crate::flow::App;
 use crate::metrics::RouteLabel;
 use crate::staff::{Role, StaffMember};
@@ -45,6 +45,8 @@ impl Route<'_> {
             | Route::AdminGoodies
             | Route::AdminPending
             | Route::AdminRefund(_)
+            | Route::AdminBenchRun
+            | Route::AdminBenchStop
             | Route::AdminOther => RouteLabel::AdminApi,
             Route::DoorPage | Route::BoxOfficePage => RouteLabel::Page,
             Route::DoorScan | Route::DoorCounts => RouteLabel::DoorScan,
@@ -267,6 +269,9 @@ async fn dispatch_staff(
         Route::AdminStaff => staff::list(app),
         Route::AdminStaffRemove(name) => staff::remove(app, limits, member, name, request).await,
         Route::AdminActivity => staff::activity(app, query),
+        Route::AdminBenchRun if post => kiosk::start(app, limits, member, request).await,
+        Route::AdminBenchRun => kiosk::status(app, limits),
+        Route::AdminBenchStop => kiosk::stop(app, limits, member, request).await,
         Route::ExportOrders => export::orders(app, query),
         Route::ExportCheckins => export::checkins(app),
         Route::ExportActivity => export::activity(app),
@@ -297,6 +302,8 @@ mod tests {
             ("/api/admin/csrf", Route::AdminCsrf, "admin_api"),
             ("/api/admin/nope", Route::AdminOther, "admin_api"),
             ("/api/pending", Route::AdminPending, "admin_api"),
+            ("/api/admin/bench/run", Route::AdminBenchRun, "admin_api"),
+            ("/api/admin/bench/run/stop", Route::AdminBenchStop, "admin_api"),
             ("/api/accounting/nope", Route::AccountingOther, "not_found"),
             ("/admin/", Route::NotFound, "not_found"),
             ("/mockpay", Route::NotFound, "not_found"),

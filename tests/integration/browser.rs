@@ -368,3 +368,100 @@ async fn admin_logs_in_and_sees_a_new_order_live() {
     screenshot(&client, "11-bench").await;
     client.close().await.unwrap();
 }
+
+/// Signs in through the login page as the admin; waits for the admin page.
+async fn sign_in_as_admin(client: &Client, base: &str) {
+    client.goto(&format!("{base}/admin/login")).await.unwrap();
+    wait_js(client, "document.querySelector('#login input[name=csrf]').value.length > 0", "the CSRF token").await;
+    client.find(Locator::Css("#username")).await.unwrap().send_keys("admin").await.unwrap();
+    client.find(Locator::Css("#password")).await.unwrap().send_keys(ADMIN_PASSWORD).await.unwrap();
+    client.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
+    if client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css("#orders")).await.is_err() {
+        let url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        panic!("no #orders after signing in: at {url}");
+    }
+}
+
+/// Sets a form field's value (a number input's text is replaced, not appended to).
+async fn set_value(client: &Client, css: &str, value: &str) {
+    let script = format!("const e = document.querySelector('{css}'); e.value = '{value}'; return e.value;");
+    assert_eq!(client.execute(&script, vec![]).await.unwrap(), json!(value), "{css}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kiosk_runs_the_bench_on_itself_and_shows_it_against_the_reference() {
+    let server = Server::start(browser_config(1_000_000)).await;
+    let client = browser().await;
+    let base = &server.base;
+
+    // A green pixel right of the legend's swatches (its first one is green too): the line.
+    let drawn = "(() => { const c = document.querySelector('#chart-kiosk-throughput'); \
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+        const fs = 0.72 * parseFloat(getComputedStyle(document.documentElement).fontSize); \
+        const left = Math.ceil(3 * fs * (window.devicePixelRatio || 1)); \
+        for (let i = 0; i < d.length; i += 4) if ((i / 4) % c.width > left \
+          && d[i + 1] > 100 && d[i] < 60 && d[i + 2] < 100) return true; return false; })()";
+
+    // A visitor sees the charts and the results, and no way to start a run (and no line on the
+    // run's chart).
+    client.goto(&format!("{base}/bench")).await.unwrap();
+    wait_js(&client, "!document.querySelector('#kiosk-signin').hidden", "the sign-in hint").await;
+    assert!(!client.find(Locator::Css("#kiosk-form")).await.unwrap().is_displayed().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.execute(&format!("return {drawn};"), vec![]).await.unwrap(), json!(false), "no run, no line");
+
+    sign_in_as_admin(&client, base).await;
+    client.goto(&format!("{base}/bench")).await.unwrap();
+    wait_js(&client, "!document.querySelector('#kiosk-form').hidden", "the run form").await;
+    wait_js(&client, "/class B/.test(document.querySelector('#kiosk-effect').textContent)", "what a run buys").await;
+    wait_js(
+        &client,
+        "/977 reservations\\/s/.test(document.querySelector('#kiosk-reference').textContent)",
+        "the reference",
+    )
+    .await;
+    client.find(Locator::Css("#kiosk-phase")).await.unwrap().select_by_value("flow").await.unwrap();
+    set_value(&client, "#kiosk-duration", "3").await;
+    set_value(&client, "#kiosk-concurrency", "4").await;
+    client.find(Locator::Css("#kiosk-start")).await.unwrap().click().await.unwrap();
+
+    // The live status and charts fill while it runs.
+    wait_js(&client, "document.querySelector('#kiosk-state').dataset.state === 'running'", "the run going").await;
+    wait_js(
+        &client,
+        "Number(document.querySelector('#kiosk-ok').textContent.replace(/,/g, '')) > 0",
+        "answers counted",
+    )
+    .await;
+    // (A second of it charted, unless it ended meanwhile.)
+    wait_js(
+        &client,
+        "parseFloat(document.querySelector('#kiosk-elapsed').textContent) >= 1 \
+        || document.querySelector('#kiosk-state').dataset.state !== 'running'",
+        "a second of the run",
+    )
+    .await;
+    client.execute("document.querySelector('#kiosk-readout').scrollIntoView(); return true;", vec![]).await.unwrap();
+    screenshot(&client, "12-bench-kiosk-running").await;
+    wait_js(&client, "document.querySelector('#kiosk-state').dataset.state === 'finished'", "the run's end").await;
+    wait_js(&client, "/Stored as kiosk-01/.test(document.querySelector('#kiosk-status').textContent)", "where it went")
+        .await;
+    wait_js(&client, drawn, "the run's throughput line (green) on its chart").await;
+    client.execute("document.querySelector('#kiosk-status').scrollIntoView(); return true;", vec![]).await.unwrap();
+    screenshot(&client, "13-bench-kiosk-finished").await;
+
+    // The result's row in the table, marked as the kiosk's, beside the reference's figures.
+    let row = "#results-table tr[data-result=\"kiosk-01\"][data-phase=\"flow\"]";
+    wait_js(&client, &format!("document.querySelector('{row}')"), "the run's row").await;
+    assert!(text(&client, row).await.contains("kiosk"), "the kiosk badge");
+    let reference = text(&client, "#results-table tr[data-result=\"reference\"]").await;
+    assert!(reference.contains("977") && reference.contains("5–6") && reference.contains("4 vCPUs"), "{reference}");
+    let listed = server.http.get("/api/bench/results").await.1;
+    let ok = listed["results"][0]["report"]["phases"][0]["ok"].as_u64().unwrap();
+    let digits = ok.to_string();
+    let grouped: Vec<&str> = digits.as_bytes().rchunks(3).rev().map(|d| std::str::from_utf8(d).unwrap()).collect();
+    assert!(text(&client, row).await.contains(&grouped.join(",")), "the row shows the stored result ({ok} ok)");
+    client.execute("document.querySelector('#results-table').scrollIntoView(); return true;", vec![]).await.unwrap();
+    screenshot(&client, "14-bench-kiosk-result").await;
+    client.close().await.unwrap();
+}

@@ -18,6 +18,7 @@ mod durability;
 mod expiry;
 mod flow;
 mod hostile;
+mod kiosk;
 mod overload;
 mod oversell;
 mod reference;
