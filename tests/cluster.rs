@@ -166,7 +166,7 @@ async fn a_three_replica_cluster_survives_one_replica_down_and_recovers_from_two
     // load share two cores here, so the load is moderate: a restarted replica must be able to
     // catch up before the next one is killed, or the cluster is down to one up-to-date replica.
     const WORKERS: usize = 8;
-    for replica in 0..REPLICAS {
+    for (replica, log) in logs.iter().enumerate().take(REPLICAS) {
         let load = Load::start(&server.http, WORKERS, SECRET);
         tokio::time::sleep(Duration::from_millis(500)).await;
         keeper.kill(replica);
@@ -175,7 +175,7 @@ async fn a_three_replica_cluster_survives_one_replica_down_and_recovers_from_two
         let load = Load::start(&server.http, WORKERS, SECRET);
         let from = log_len(replica);
         keeper.spawn(replica);
-        keeper.wait_normal(replica, &logs[replica], from).await;
+        keeper.wait_normal(replica, log, from).await;
         // Time to repair what it missed while down.
         tokio::time::sleep(Duration::from_millis(3000)).await;
         let back = load.stop().await;

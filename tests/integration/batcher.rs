@@ -19,8 +19,7 @@ fn test_batcher_options() -> BatcherOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submitters_get_their_own_results_from_tigerbeetle() {
-    let mut config = Config::default();
-    config.ledger = next_ledger();
+    let mut config = Config { ledger: next_ledger(), ..Default::default() };
     config.classes.truncate(1);
     config.classes[0].capacity = 1_000_000;
     let ledger = Arc::new(Ledger::connect(0, replica_address()).unwrap());
@@ -78,8 +77,7 @@ async fn concurrent_submitters_get_their_own_results_from_tigerbeetle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn funding_is_idempotent_and_raises_only_the_difference() {
-    let mut config = Config::default();
-    config.ledger = next_ledger();
+    let mut config = Config { ledger: next_ledger(), ..Default::default() };
     config.classes.truncate(1);
     config.classes[0].capacity = 50;
     config.goodie_limit = 10;
@@ -102,8 +100,7 @@ async fn funding_is_idempotent_and_raises_only_the_difference() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bare_accounting_path_cannot_post_a_customers_hold() {
-    let mut config = Config::default();
-    config.ledger = next_ledger();
+    let mut config = Config { ledger: next_ledger(), ..Default::default() };
     config.classes.truncate(1);
     let ledger = Arc::new(Ledger::connect(0, replica_address()).unwrap());
     ledger.ensure_event(&config).await.unwrap();

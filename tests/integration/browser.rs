@@ -353,12 +353,7 @@ async fn admin_logs_in_and_sees_a_new_order_live() {
     // An open hold shows up in the holds panel.
     let (_, held) = server.http.checkout("B", "holder@example.com").await;
     let held_id = held["order_id"].as_str().unwrap().to_string();
-    wait_js(
-        &client,
-        &format!("document.querySelector('#holds').textContent.includes('holder@example.com')"),
-        "the hold",
-    )
-    .await;
+    wait_js(&client, "document.querySelector('#holds').textContent.includes('holder@example.com')", "the hold").await;
     let _ = held_id;
     screenshot(&client, "10-admin-holds").await;
 
