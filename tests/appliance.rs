@@ -176,6 +176,8 @@ async fn the_small_profile_cuts_batches_and_a_data_dir_never_shrinks_its_profile
             format!("--data-dir={}", data_dir.display()),
             format!("--tigerbeetle-bin={}", tigerbeetle_bin().display()),
             format!("--tb-profile={profile}"),
+            // All 600 checkouts below must reach the batcher at once, none shed (512 by default).
+            "--shop-in-flight-max=2048".to_string(),
         ]
     };
     let mut server = Server::start_with(data_dir.clone(), args("small")).await;
