@@ -212,12 +212,12 @@ check "both units read tigerbeetle.env; the replica starts with \$TB_START_FLAGS
 # The board's RAM picks the profile (MemTotal of a 2, 4 and 8 GB Raspberry Pi); a profile's flags
 # in install.sh are tigerfans' own (`tigerfans tb-profile`).
 for board in "1893 small" "3885 medium" "7812 large"; do
-    set -- $board
-    check "a board with $1 MiB of RAM gets the $2 profile" \
+    read -r board_mib board_profile <<<"$board"
+    check "a board with $board_mib MiB of RAM gets the $board_profile profile" \
         bash -c 'fake="$(mktemp)"; printf "MemTotal: %s kB\n" $(($2 * 1024)) >"$fake";
             r="$(mktemp -d)"; TIGERFANS_INSTALL_ROOT="$r" TIGERFANS_MEMINFO="$fake" "$1/install.sh" >/dev/null 2>&1;
             grep -qx "TIGERFANS_TB_PROFILE=$3" "$r/etc/tigerfans/tigerbeetle.env"; ok=$?; rm -rf "$r" "$fake"; exit $ok' \
-        _ "$bundle" "$1" "$2"
+        _ "$bundle" "$board_mib" "$board_profile"
 done
 if [ -x "$tigerfans_bin" ]; then
     for profile in small medium large; do

@@ -261,7 +261,7 @@ add_16k_kernel() {
 # as vmlinuz$SUFFIX, initrd$SUFFIX.img and kernel-version$SUFFIX.
 copy_kernel() {
     local r="$1" out="$2" suffix="$3" kernel
-    kernel="$(cd "$r/boot" && ls vmlinuz-* | grep -E "$4" | sort -V | tail -1)"
+    kernel="$(cd "$r/boot" && printf '%s\n' vmlinuz-* | grep -E "$4" | sort -V | tail -1)"
     kernel="${kernel#vmlinuz-}"
     [ -n "$kernel" ] && [ -s "$r/boot/initrd.img-$kernel" ] || abort "the rootfs has no kernel and initrd matching $4" "$out/debootstrap.log"
     cp "$r/boot/vmlinuz-$kernel" "$out/vmlinuz$suffix"

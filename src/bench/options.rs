@@ -81,6 +81,9 @@ pub enum PayOrder {
 /// Bounds that keep a typo from starting a runaway load.
 pub const CONCURRENCY_MAX: usize = 16_384;
 pub const TOTAL_MAX: u64 = 100_000_000;
+/// The slowest pace: one operation every 1,000 s (a slower one overflowed the pacing's Duration,
+/// operation index / rate, and panicked).
+pub const RATE_MIN: f64 = 0.001;
 /// An hour: beyond any answer worth waiting for.
 pub const REQUEST_TIMEOUT_MS_MAX: u64 = 3_600_000;
 
@@ -93,8 +96,8 @@ impl BenchOptions {
         if !(1..=TOTAL_MAX).contains(&self.total) {
             bail!("--total must be between 1 and {TOTAL_MAX}");
         }
-        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-            bail!("--rate must be a positive number of operations per second");
+        if self.rate.is_some_and(|r| !(r.is_finite() && r >= RATE_MIN)) {
+            bail!("--rate must be at least {RATE_MIN} operations per second");
         }
         if self.duration_s.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
             bail!("--duration must be a positive number of seconds");
