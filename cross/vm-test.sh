@@ -52,6 +52,8 @@ name="tigerfans-$version-aarch64-linux"
 vm_dir="$root/target/vm"
 mkdir -p "$vm_dir"
 
+. "$root/cross/vm-lib.sh"
+
 now_ms() { date +%s%3N; }
 secs() { awk -v ms="$1" 'BEGIN { printf "%.1f s", ms / 1000 }'; }
 t_script=$(now_ms)
@@ -91,20 +93,8 @@ qemu_pid=""
 build_dir=""
 binfmt_added=0
 run_dir=""
-unmount_under() {
-    local m
-    # Deepest first; lazily, so a busy mount cannot keep rm -rf from being safe afterwards.
-    for m in $(awk -v d="$1" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
-}
 cleanup() {
-    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill -TERM "$qemu_pid" 2>/dev/null || true
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL "$qemu_pid" 2>/dev/null || true
-        wait "$qemu_pid" 2>/dev/null || true
-    fi
+    [ -z "$qemu_pid" ] || stop_qemu "$qemu_pid"
     if [ -n "$build_dir" ] && [ -d "$build_dir" ]; then
         unmount_under "$build_dir/"
         if awk -v d="$build_dir/" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
@@ -133,19 +123,6 @@ tarball="dist/$name.tar.gz"
 
 # --- the image ---------------------------------------------------------------------------------
 
-# The Debian mirror this machine's apt uses (deb822 .sources or one-line .list), else Debian's CDN.
-apt_mirror() {
-    local f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -r "$f" ] || continue
-        awk 'BEGIN { RS = "" } !/security/ && /Suites:/ && match($0, /URIs:[ \t]*[^ \t\n]+/) {
-                 s = substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", s)
-                 if (s ~ /debian/) { print s; exit } }' "$f"
-    done
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-        sed -n -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]]+[a-z]+[[:space:]].*/\2/p' |
-        grep -v security | grep debian || true
-}
 mirror="${VM_MIRROR:-$(apt_mirror | head -1)}"
 mirror="${mirror:-http://deb.debian.org/debian}"
 
@@ -186,42 +163,9 @@ configure_rootfs() {
 for m in virtio_pci virtio_blk ext4 crc32c_generic; do force_load "$m"; done
 EOF
     chmod 0755 "$r/etc/initramfs-tools/hooks/vm-root"
-    mkdir -p "$r/etc/modules-load.d" "$r/usr/local/sbin" "$r/etc/systemd/system"
+    mkdir -p "$r/etc/modules-load.d"
     printf '9p\n9pnet_virtio\n' >"$r/etc/modules-load.d/9p.conf"
-    cat >"$r/usr/local/sbin/vm-runner" <<'EOF'
-#!/bin/sh
-# Mounts the host's 9p share on /host, runs /host/run.sh (output in /host/guest.log, exit status
-# in /host/rc), then powers the machine off. Installed by cross/vm-test.sh.
-modprobe -q 9pnet_virtio; modprobe -q 9p
-mkdir -p /host
-i=0
-until mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 host /host; do
-    i=$((i + 1)); [ "$i" -lt 30 ] || { echo "vm-runner: no 9p share"; systemctl poweroff --no-block; exit 1; }
-    sleep 1
-done
-if [ -x /host/run.sh ]; then
-    /host/run.sh >/host/guest.log 2>&1
-    echo "$?" >/host/rc
-fi
-sync
-umount /host || true
-systemctl poweroff --no-block
-EOF
-    chmod 0755 "$r/usr/local/sbin/vm-runner"
-    cat >"$r/etc/systemd/system/vm-runner.service" <<'EOF'
-[Unit]
-Description=tigerfans VM test runner (/host/run.sh from the 9p share)
-After=multi-user.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/vm-runner
-TimeoutStartSec=infinity
-StandardOutput=journal+console
-
-[Install]
-WantedBy=multi-user.target
-EOF
+    write_vm_runner "$r" cross/vm-test.sh
 }
 
 # In the chroot after the second stage: a machine id (so no boot is a "first boot"), no timers or
@@ -301,7 +245,7 @@ build_image() {
 }
 
 # The cache key: IMAGE_VERSION and a hash of the recipe (the functions above and the package list).
-recipe_hash="$( { declare -f binfmt_register configure_rootfs add_16k_kernel copy_kernel finish_rootfs build_image; echo "$packages $suite"; } |
+recipe_hash="$( { declare -f binfmt_register configure_rootfs write_vm_runner add_16k_kernel copy_kernel finish_rootfs build_image; echo "$packages $suite"; } |
     sha256sum | cut -c1-12)"
 image_key="debian12-arm64-v$IMAGE_VERSION-$recipe_hash"
 image="$vm_dir/$image_key"

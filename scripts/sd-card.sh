@@ -69,6 +69,7 @@ vm_dir="$root/target/vm-amd64"
 command_line="scripts/sd-card.sh (SD_DELAYS_MS=\"$delays\" SD_ROUNDS=$rounds SD_TOTAL=$total SD_FLOW_TOTAL=$flow_total SD_DURATION_S=$duration SD_CONCURRENCY=$concurrency${serve_args:+ SD_SERVE_ARGS=\"$serve_args\"})"
 mkdir -p "$vm_dir"
 
+. "$root/cross/vm-lib.sh"
 now_ms() { date +%s%3N; }
 log() { echo "[sd-card] $*" >&2; }
 die() { log "$1"; [ "$#" -lt 2 ] || tail -n 40 "$2" 2>/dev/null | sed 's/^/      | /' >&2; exit 1; }
@@ -107,19 +108,8 @@ flock -w 7200 9 || die "another sd-card.sh holds $vm_dir/lock"
 qemu_pid=""
 build_dir=""
 run_dir=""
-unmount_under() {
-    local m
-    for m in $(awk -v d="$1" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null || true
-    done
-}
 cleanup() {
-    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill -TERM "$qemu_pid" 2>/dev/null || true
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL "$qemu_pid" 2>/dev/null || true
-        wait "$qemu_pid" 2>/dev/null || true
-    fi
+    [ -z "$qemu_pid" ] || stop_qemu "$qemu_pid"
     if [ -n "$build_dir" ] && [ -d "$build_dir" ]; then
         unmount_under "$build_dir/"
         if awk -v d="$build_dir/" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
@@ -134,18 +124,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- the image ---------------------------------------------------------------------------------
-apt_mirror() {
-    local f
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -r "$f" ] || continue
-        awk 'BEGIN { RS = "" } !/security/ && /Suites:/ && match($0, /URIs:[ \t]*[^ \t\n]+/) {
-                 s = substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", s)
-                 if (s ~ /debian/) { print s; exit } }' "$f"
-    done
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-        sed -n -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]]+[a-z]+[[:space:]].*/\2/p' |
-        grep -v security | grep debian || true
-}
 mirror="${VM_MIRROR:-$(apt_mirror | head -1)}"
 mirror="${mirror:-http://deb.debian.org/debian}"
 
@@ -158,44 +136,9 @@ configure_rootfs() {
     echo sd-card-vm >"$r/etc/hostname"
     printf '127.0.0.1 localhost\n127.0.1.1 sd-card-vm\n::1 localhost ip6-localhost ip6-loopback\n' >"$r/etc/hosts"
     printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' >"$r/etc/fstab"
-    mkdir -p "$r/etc/modules-load.d" "$r/usr/local/sbin" "$r/etc/systemd/system"
+    mkdir -p "$r/etc/modules-load.d"
     printf '9p\n9pnet_virtio\ndm_delay\n' >"$r/etc/modules-load.d/sd-card.conf"
-    cat >"$r/usr/local/sbin/vm-runner" <<'EOF'
-#!/bin/sh
-# Mounts the host's 9p share on /host, runs /host/run.sh (output in /host/guest.log, exit status
-# in /host/rc), then powers the machine off. Installed by scripts/sd-card.sh.
-modprobe -q 9pnet_virtio; modprobe -q 9p
-mkdir -p /host
-i=0
-until mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 host /host; do
-    i=$((i + 1)); [ "$i" -lt 30 ] || { echo "vm-runner: no 9p share"; systemctl poweroff --no-block; exit 1; }
-    sleep 1
-done
-if [ -x /host/run.sh ]; then
-    /host/run.sh >/host/guest.log 2>&1
-    echo "$?" >/host/rc
-fi
-sync
-umount /host || true
-systemctl poweroff --no-block
-EOF
-    chmod 0755 "$r/usr/local/sbin/vm-runner"
-    cat >"$r/etc/systemd/system/vm-runner.service" <<'EOF'
-[Unit]
-Description=sd-card measurement runner (/host/run.sh from the 9p share)
-After=multi-user.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/vm-runner
-TimeoutStartSec=infinity
-StandardOutput=journal+console
-LimitNOFILE=65536
-LimitMEMLOCK=infinity
-
-[Install]
-WantedBy=multi-user.target
-EOF
+    write_vm_runner "$r" scripts/sd-card.sh LimitNOFILE=65536 LimitMEMLOCK=infinity
     chroot "$r" /bin/sh -ec '
         systemd-machine-id-setup >/dev/null
         passwd -d root >/dev/null
@@ -238,7 +181,7 @@ build_image() {
     build_dir=""
 }
 
-recipe_hash="$( { declare -f configure_rootfs build_image; echo "$packages $suite"; } | sha256sum | cut -c1-12)"
+recipe_hash="$( { declare -f configure_rootfs write_vm_runner build_image; echo "$packages $suite"; } | sha256sum | cut -c1-12)"
 image="$vm_dir/debian12-amd64-v$IMAGE_VERSION-$recipe_hash"
 if [ ! -s "$image/rootfs.img" ]; then
     for old in "$vm_dir"/debian12-amd64-* "$vm_dir"/build.*; do
