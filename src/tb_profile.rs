@@ -100,14 +100,8 @@ impl TbProfile {
     /// `formatted` before profiles were recorded ran with TigerBeetle's default, the largest.
     pub fn claim_data_dir(self, data_dir: &Path, formatted: bool) -> anyhow::Result<()> {
         let file = data_dir.join(REQUEST_LIMIT_FILE);
-        let recorded = match std::fs::read_to_string(&file) {
-            Ok(text) => Some(text.trim().parse::<u32>().with_context(|| format!("reading {}", file.display()))?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && formatted => {
-                Some(TbProfile::Large.request_bytes_max())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
-        };
+        let unrecorded = formatted.then(|| TbProfile::Large.request_bytes_max());
+        let recorded = recorded_request_bytes(data_dir)?.or(unrecorded);
         let limit = self.request_bytes_max();
         match recorded {
             Some(recorded) if recorded > limit => bail!(
@@ -126,16 +120,25 @@ impl TbProfile {
     /// The smallest profile this data dir's replica may run with (an offline audit's default):
     /// the one it ran with, or `Large` if none was recorded.
     pub fn of_data_dir(data_dir: &Path) -> TbProfile {
-        let recorded = std::fs::read_to_string(data_dir.join(REQUEST_LIMIT_FILE));
-        match recorded.ok().and_then(|text| text.trim().parse::<u32>().ok()) {
-            Some(request_bytes) => TbProfile::smallest_allowing(request_bytes),
-            None => TbProfile::Large,
+        match recorded_request_bytes(data_dir) {
+            Ok(Some(request_bytes)) => TbProfile::smallest_allowing(request_bytes),
+            _ => TbProfile::Large,
         }
     }
 
     fn smallest_allowing(request_bytes: u32) -> TbProfile {
         let fits = TbProfile::ALL.into_iter().find(|p| p.request_bytes_max() >= request_bytes);
         fits.unwrap_or(TbProfile::Large)
+    }
+}
+
+/// The largest request limit (bytes) recorded in the data dir, `None` if none was.
+fn recorded_request_bytes(data_dir: &Path) -> anyhow::Result<Option<u32>> {
+    let file = data_dir.join(REQUEST_LIMIT_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => Ok(Some(text.trim().parse::<u32>().with_context(|| format!("reading {}", file.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
     }
 }
 
